@@ -1,0 +1,3 @@
+from fluxrate.cli import main
+
+main()
