@@ -205,6 +205,7 @@ class PaymentResult:
         return [e["type"] for e in self.events]
 
 
+_CTX = web.RequestKey("stripe_standin_ctx", _Ctx)
 Handler = Callable[[_Ctx], Awaitable[tuple[int, dict[str, Any]]]]
 
 
@@ -673,7 +674,7 @@ class StripeStandin:
 
     def _h(self, fn: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handler(request: web.Request) -> web.StreamResponse:
-            ctx: _Ctx = request["ctx"]
+            ctx = request[_CTX]
             status, body = await fn(ctx)
             return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, indent=2))
 
@@ -749,7 +750,7 @@ class StripeStandin:
             raise StripeError(400, "Invalid request: the body must be application/x-www-form-urlencoded.")
         params = decode_form(raw)
         idem_key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
-        request["ctx"] = _Ctx(request, account, key_info.livemode, params, request_id, idem_key)
+        request[_CTX] = _Ctx(request, account, key_info.livemode, params, request_id, idem_key)
         if idem_key is None:
             return await handler(request)
         return await self._idempotent(request, handler, key_info, params, idem_key, request_id)
