@@ -857,8 +857,9 @@ class StripeStandin:
         return {"object": "list", "data": objs[:limit], "has_more": len(objs) > limit, "url": url}
 
     def _mine(self, table: dict[str, Stored], ctx: _Ctx) -> list[dict[str, Any]]:
-        items = [s.obj for s in table.values() if s.account_id == ctx.account.id and s.livemode == ctx.livemode]
-        return sorted(items, key=lambda o: o.get("created", 0), reverse=True) if items else []
+        items = [s.obj for s in reversed(table.values())
+                 if s.account_id == ctx.account.id and s.livemode == ctx.livemode]
+        return sorted(items, key=lambda o: o.get("created", 0), reverse=True)  # stable: newest first
 
     async def _get_account(self, ctx: _Ctx) -> tuple[int, dict[str, Any]]:
         return 200, ctx.account.to_api()
@@ -1022,7 +1023,7 @@ class StripeStandin:
         return endpoint
 
     async def _list_endpoints(self, ctx: _Ctx) -> tuple[int, dict[str, Any]]:
-        mine = [e.to_api() for e in self.webhook_endpoints.values()
+        mine = [e.to_api() for e in reversed(self.webhook_endpoints.values())
                 if e.account_id == ctx.account.id and e.livemode == ctx.livemode]
         mine.sort(key=lambda o: o["created"], reverse=True)
         return 200, self._paginate(ctx, mine, "/v1/webhook_endpoints")

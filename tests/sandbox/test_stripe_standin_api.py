@@ -340,3 +340,42 @@ async def test_unrecognized_url_is_404(standin: StripeStandin, client: stripe.St
         await client.v1.customers.retrieve_async("cus_123")
     assert info.value.http_status == 404
     assert "Unrecognized request URL" in str(info.value.user_message)
+
+
+async def test_list_is_newest_first(client: stripe.StripeClient) -> None:
+    ids = [(await client.v1.payment_links.create_async(params=link_params(invoice=f"n{i}"))).id for i in range(3)]
+    listed = await client.v1.payment_links.list_async()
+    assert [p.id for p in listed.data] == ids[::-1]
+
+
+async def test_concurrent_requests_with_same_idempotency_key_create_one_link(
+    standin: StripeStandin, client: stripe.StripeClient
+) -> None:
+    async def create() -> object:
+        return await client.v1.payment_links.create_async(params=link_params(), options={"idempotency_key": "c"})
+
+    results = await asyncio.gather(*(create() for _ in range(5)), return_exceptions=True)
+    links = [r for r in results if isinstance(r, stripe.PaymentLink)]
+    conflicts = [r for r in results if not isinstance(r, stripe.PaymentLink)]
+    # a request racing an in-flight one gets Stripe's retryable 409; a later one gets the saved replay
+    assert links and len({link.id for link in links}) == 1
+    assert all(isinstance(c, stripe.APIError) and c.http_status == 409 for c in conflicts)
+    assert len(standin.payment_links) == 1
+
+
+def test_run_standin_serves_the_demo_key() -> None:
+    from fluxrate.sandbox.stripe_standin import DEMO_TEST_KEY, run_standin
+
+    async def main() -> str:
+        ready: asyncio.Future[StripeStandin] = asyncio.get_running_loop().create_future()
+        server = asyncio.create_task(run_standin(port=0, ready=ready.set_result))
+        standin = await ready
+        c = build_stripe_client(DEMO_TEST_KEY, api_base=standin.url, max_network_retries=0)
+        try:
+            acct = await c.v1.accounts.retrieve_current_async()
+        finally:
+            await close_stripe_client(c)
+            server.cancel()
+        return str(acct.id)
+
+    assert asyncio.run(main()).startswith("acct_")
