@@ -270,7 +270,7 @@ async def test_rate_limit_per_key(standin: StripeStandin) -> None:
         await close_stripe_client(live_client)
     limited = [r for r in results if isinstance(r, stripe.RateLimitError)]
     ok = [r for r in results if not isinstance(r, Exception)]
-    assert 1 <= len(ok) <= 6
+    assert 1 <= len(ok) <= 10  # burst of 5 plus refill while the 20 requests are served
     assert len(limited) == 20 - len(ok)
     assert limited[0].http_status == 429 and limited[0].error.code == "rate_limit"  # .code is None: SDK quirk
     assert all(not isinstance(r, Exception) for r in live_results)
