@@ -1,0 +1,204 @@
+"""``x-kubernetes-validations`` (CEL) rules evaluated with cel-python.
+
+cel-python implements the CEL core language but not the Kubernetes CEL
+libraries (``isURL``, ``quantity``, ``lowerAscii``, ``optional`` types, ...).
+Rules that cel-python cannot compile, or that call a function it lacks, are
+skipped and recorded in :attr:`CelRules.skipped` (and logged once per rule);
+see docs/sandbox.md, "CEL rules the emulator does not enforce".
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import celpy
+import celpy.celtypes as ct
+
+from fluxrate.sandbox.kube_schema import Cause, field_path
+
+logger = logging.getLogger(__name__)
+
+# Functions and macros cel-python provides (receiver-style or global).
+_KNOWN_FUNCTIONS = {
+    "has", "all", "exists", "exists_one", "map", "filter", "size", "contains", "endsWith", "startsWith",
+    "matches", "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getFullYear", "getMonth",
+    "getHours", "getMilliseconds", "getMinutes", "getSeconds", "bool", "bytes", "double", "duration",
+    "int", "list", "string", "timestamp", "uint", "type", "dyn",
+}
+_CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(")
+_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+
+
+@dataclass
+class SkippedRule:
+    crd: str
+    path: str
+    rule: str
+    reason: str
+
+
+@dataclass
+class _Rule:
+    rule: str
+    message: str | None
+    field_path: str | None
+    reason: str | None
+    transition: bool
+    program: Any
+
+
+@dataclass
+class CelRules:
+    """Compiled rules of one schema, keyed by the id() of the schema node carrying them."""
+
+    crd: str
+    rules: dict[int, list[_Rule]] = field(default_factory=dict)
+    skipped: list[SkippedRule] = field(default_factory=list)
+
+    @classmethod
+    def compile(cls, crd: str, schema: dict[str, Any] | None) -> CelRules:
+        result = cls(crd=crd)
+        if schema:
+            result._compile_node(schema, "")
+        return result
+
+    def _compile_node(self, schema: dict[str, Any], path: str) -> None:
+        for spec in schema.get("x-kubernetes-validations") or []:
+            rule = spec.get("rule", "")
+            reason = _unsupported(rule)
+            program = None
+            if reason is None:
+                try:
+                    env = celpy.Environment()
+                    program = env.program(env.compile(rule))
+                except Exception as e:
+                    reason = f"cel-python cannot compile it: {type(e).__name__}: {str(e).splitlines()[0]}"
+            if reason is not None or program is None:
+                self._skip(path, rule, reason or "cannot compile")
+                continue
+            self.rules.setdefault(id(schema), []).append(_Rule(
+                rule=rule, message=spec.get("message"), field_path=spec.get("fieldPath"),
+                reason=spec.get("reason"), transition=bool(re.search(r"\boldSelf\b", rule)), program=program,
+            ))
+        for key, sub in (schema.get("properties") or {}).items():
+            self._compile_node(sub, f"{path}.{key}")
+        if isinstance(schema.get("additionalProperties"), dict):
+            self._compile_node(schema["additionalProperties"], f"{path}[*]")
+        if isinstance(schema.get("items"), dict):
+            self._compile_node(schema["items"], f"{path}[*]")
+
+    def _skip(self, path: str, rule: str, reason: str) -> None:
+        skipped = SkippedRule(self.crd, path or "<root>", rule, reason)
+        if skipped not in self.skipped:
+            self.skipped.append(skipped)
+            logger.warning("CEL rule not enforced by the sandbox (%s at %s): %r: %s",
+                           self.crd, skipped.path, rule, reason)
+
+    def validate(self, schema: dict[str, Any] | None, new: Any, old: Any | None) -> list[Cause]:
+        causes: list[Cause] = []
+        if schema and self.rules:
+            self._walk(schema, new, old, old is not None, (), causes)
+        return causes
+
+    def _walk(self, schema: dict[str, Any], new: Any, old: Any, has_old: bool,
+              path: tuple[Any, ...], causes: list[Cause]) -> None:
+        for rule in self.rules.get(id(schema), []):
+            if rule.transition and not has_old:
+                continue  # transition rules only run on updates where oldSelf exists
+            activation = {"self": to_cel(new, schema)}
+            if rule.transition:
+                activation["oldSelf"] = to_cel(old, schema)
+            try:
+                result = rule.program.evaluate(activation)
+            except celpy.CELEvalError as e:
+                result = e
+            except Exception as e:
+                self._skip(field_path(path), rule.rule, f"cel-python failed to evaluate it: {e!r}")
+                continue
+            if isinstance(result, celpy.CELEvalError):
+                text = str(result.args[0]) if result.args else repr(result)
+                if "undeclared reference" in text and "function" in text.lower():
+                    self._skip(field_path(path), rule.rule, "uses a function cel-python lacks")
+                    continue
+                causes.append(Cause(field_path(path), "FieldValueInvalid",
+                                    f'Invalid value: "{schema.get("type", "object")}": '
+                                    f"evaluation error: {text.splitlines()[0][:200]}"))
+                continue
+            if not bool(result):
+                message = rule.message or f"failed rule: {rule.rule}"
+                where = field_path(path)
+                if rule.field_path:
+                    where = (where + rule.field_path) if where else rule.field_path.lstrip(".")
+                reason = rule.reason or "FieldValueInvalid"
+                if reason == "FieldValueInvalid":
+                    text = f'Invalid value: "{schema.get("type", "object")}": {message}'
+                elif reason == "FieldValueRequired":
+                    text = f"Required value: {message}"
+                elif reason == "FieldValueForbidden":
+                    text = f"Forbidden: {message}"
+                else:
+                    text = f"Duplicate value: {message}"
+                causes.append(Cause(where, reason, text))
+
+        if isinstance(new, dict):
+            props: dict[str, Any] = schema.get("properties") or {}
+            additional = schema.get("additionalProperties")
+            for key, value in new.items():
+                sub = props.get(key) or (additional if isinstance(additional, dict) else None)
+                if sub is None or (not path and key in ("apiVersion", "kind", "metadata")):
+                    continue
+                child_has_old = has_old and isinstance(old, dict) and key in old
+                self._walk(sub, value, old.get(key) if child_has_old else None, child_has_old,
+                           (*path, key), causes)
+        elif isinstance(new, list) and isinstance(schema.get("items"), dict):
+            items = schema["items"]
+            keys = schema.get("x-kubernetes-list-map-keys") if schema.get("x-kubernetes-list-type") == "map" else None
+            old_by_key: dict[tuple[Any, ...], Any] = {}
+            if keys and has_old and isinstance(old, list):
+                old_by_key = {tuple(o.get(k) for k in keys): o for o in old if isinstance(o, dict)}
+            for index, value in enumerate(new):
+                old_item = None
+                if keys and isinstance(value, dict):
+                    old_item = old_by_key.get(tuple(value.get(k) for k in keys))
+                self._walk(items, value, old_item, old_item is not None, (*path, index), causes)
+
+
+def _unsupported(rule: str) -> str | None:
+    code = _STRING.sub("''", rule)
+    if "?." in code or "?[" in code:
+        return "uses optional field selection (?.), which cel-python does not support"
+    for name in _CALL.findall(code):
+        if name not in _KNOWN_FUNCTIONS:
+            return f"calls {name}(), a Kubernetes CEL library function cel-python does not provide"
+    return None
+
+
+def to_cel(value: Any, schema: dict[str, Any] | None) -> Any:
+    """JSON to CEL, honouring ``format: date-time|duration`` as Kubernetes does."""
+    schema = schema or {}
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        additional = schema.get("additionalProperties")
+        return ct.MapType({
+            ct.StringType(k): to_cel(v, props.get(k) or (additional if isinstance(additional, dict) else None))
+            for k, v in value.items()
+        })
+    if isinstance(value, list):
+        return ct.ListType([to_cel(v, schema.get("items")) for v in value])
+    if isinstance(value, str):
+        fmt = schema.get("format")
+        if fmt == "date-time":
+            try:
+                return ct.TimestampType(datetime.datetime.fromisoformat(value.replace("Z", "+00:00")))
+            except ValueError:
+                return ct.StringType(value)
+        if fmt == "duration":
+            try:
+                return ct.DurationType(value)
+            except ValueError:
+                return ct.StringType(value)
+    return celpy.json_to_cel(value)
