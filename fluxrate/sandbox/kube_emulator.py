@@ -174,6 +174,7 @@ class KubeEmulator(KubernetesEmulator):
         self.token = token
         self.bookmark_interval = bookmark_interval
         self.auto_namespaces = auto_namespaces
+        self.namespace_cleanup_delay = 0.5
         self.faults = Faults(on_outage=self.break_watches)
         self.request_log: collections.deque[tuple[str, str, int]] = collections.deque(maxlen=2000)
         self.request_count = 0
@@ -798,7 +799,11 @@ class KubeEmulator(KubernetesEmulator):
                 new.setdefault("status", {})["phase"] = "Terminating"
             self._commit(res, new, old)
             if res.plural == "namespaces":
-                self._terminate_namespace(name)
+                # The namespace controller empties the namespace a moment later, not within this request.
+                try:
+                    asyncio.get_running_loop().call_later(self.namespace_cleanup_delay, self._terminate_namespace, name)
+                except RuntimeError:
+                    self._terminate_namespace(name)
             return new
         return self._remove(res, old, orphan=orphan)
 

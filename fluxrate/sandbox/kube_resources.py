@@ -261,9 +261,9 @@ def openapi_v3_document(resources: list[ResourceDef]) -> dict[str, Any]:
         schema["x-kubernetes-group-version-kind"] = [gvk]
         schemas[name] = schema
         ref = {"schema": {"$ref": f"#/components/schemas/{name}"}}
+        # Strategic merge is accepted for built-ins, but not advertised: the stub schemas here carry no
+        # patch-merge keys, so kubectl must compute strategic patches from its own compiled-in types.
         patch_types = list(_BODY_TYPES)
-        if not res.is_custom:
-            patch_types.append("application/strategic-merge-patch+json")
         prefix = f"/apis/{res.group}/{res.version}" if res.group else "/api/v1"
         collection = f"{prefix}/namespaces/{{namespace}}/{res.plural}" if res.namespaced else f"{prefix}/{res.plural}"
         ok = {"200": {"description": "OK", "content": {"application/json": ref}}}

@@ -67,8 +67,7 @@ class KubeSandbox:
         server = aiohttp.web.Server(self.emulator, handler_cancellation=True)
         self._runner = aiohttp.web.ServerRunner(server, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = aiohttp.web.TCPSite(self._runner, self.host, self.port, ssl_context=self._pki.server_ssl_context(),
-                                   shutdown_timeout=1.0)
+        site = aiohttp.web.TCPSite(self._runner, self.host, self.port, ssl_context=self._pki.server_ssl_context())
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         self._kubeconfig = write_kubeconfig(state_dir / "kubeconfig", server=self.url, ca_pem=self._pki.ca_pem,

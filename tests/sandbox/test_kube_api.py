@@ -1,0 +1,381 @@
+"""Object semantics of the Kubernetes API emulator, checked over HTTPS as a client sees them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from fluxrate.sandbox.kube_server import KubeSandbox
+from tests.sandbox.conftest import REPO, WIDGETS, widget
+
+MERGE = {"Content-Type": "application/merge-patch+json"}
+JSONPATCH = {"Content-Type": "application/json-patch+json"}
+
+
+async def call(api: aiohttp.ClientSession, method: str, url: str, body: Any = None,
+               headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    async with api.request(method, url, json=body, headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def create(api: aiohttp.ClientSession, body: dict[str, Any], url: str = WIDGETS) -> dict[str, Any]:
+    status, obj = await call(api, "POST", url, body)
+    assert status == 201, obj
+    return obj
+
+
+async def test_unauthenticated_requests_get_401(kube: KubeSandbox) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=kube.ssl_context())) as anon:
+        async with anon.get(f"{kube.url}/api/v1/namespaces") as response:
+            assert response.status == 401
+            assert (await response.json())["reason"] == "Unauthorized"
+        async with anon.get(f"{kube.url}/api/v1/namespaces", headers={"Authorization": "Bearer nope"}) as response:
+            assert response.status == 401
+
+
+async def test_server_certificate_is_signed_by_the_written_ca(kube: KubeSandbox) -> None:
+    async with aiohttp.ClientSession() as untrusting:
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+            await untrusting.get(f"{kube.url}/healthz")
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=kube.ssl_context())) as trusting:
+        async with trusting.get(f"{kube.url}/healthz") as response:
+            assert response.status == 200
+
+
+async def test_metadata_is_filled_on_create(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    obj = await create(api, widget("w1"))
+    meta = obj["metadata"]
+    assert meta["namespace"] == "default" and meta["generation"] == 1 and meta["uid"]
+    assert int(meta["resourceVersion"]) > 0 and meta["creationTimestamp"].endswith("Z")
+    generated = await create(api, {**widget(), "metadata": {"generateName": "w-"}})
+    assert generated["metadata"]["name"].startswith("w-") and len(generated["metadata"]["name"]) == 7
+
+
+async def test_create_existing_is_409_already_exists(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    await create(api, widget("w1"))
+    status, body = await call(api, "POST", WIDGETS, widget("w1"))
+    assert status == 409
+    assert body["reason"] == "AlreadyExists"
+    assert body["message"] == 'widgets.test.fluxrate.co "w1" already exists'
+
+
+async def test_missing_object_is_404_with_details(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    status, body = await call(api, "GET", f"{WIDGETS}/nope")
+    assert status == 404
+    assert body["reason"] == "NotFound"
+    assert body["details"] == {"name": "nope", "group": "test.fluxrate.co", "kind": "widgets"}
+    assert body["message"] == 'widgets.test.fluxrate.co "nope" not found'
+
+
+async def test_stale_resource_version_is_409_conflict(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    obj = await create(api, widget("w1"))
+    stale = obj["metadata"]["resourceVersion"]
+    status, _ = await call(api, "PATCH", f"{WIDGETS}/w1", {"spec": {"size": 5}}, MERGE)
+    assert status == 200
+    status, body = await call(api, "PATCH", f"{WIDGETS}/w1",
+                              {"metadata": {"resourceVersion": stale}, "spec": {"size": 6}}, MERGE)
+    assert status == 409
+    assert body["reason"] == "Conflict"
+    assert body["message"] == ('Operation cannot be fulfilled on widgets.test.fluxrate.co "w1": the object has been '
+                               "modified; please apply your changes to the latest version and try again")
+    obj["spec"]["size"] = 7
+    status, body = await call(api, "PUT", f"{WIDGETS}/w1", obj)
+    assert status == 409
+
+
+async def test_put_without_resource_version_is_422(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    obj = await create(api, widget("w1"))
+    del obj["metadata"]["resourceVersion"]
+    status, body = await call(api, "PUT", f"{WIDGETS}/w1", obj)
+    assert status == 422
+    assert "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update" in body["message"]
+
+
+async def test_put_replaces_the_spec(api: aiohttp.ClientSession, kube: KubeSandbox,
+                                     widget_crd: dict[str, Any]) -> None:
+    obj = await create(api, widget("w1", size=2, locked=False))
+    obj["spec"] = {"currency": "EUR"}
+    status, body = await call(api, "PUT", f"{WIDGETS}/w1", obj)
+    assert status == 200
+    assert body["spec"] == {"currency": "EUR", "size": 3, "options": {"color": "blue"}}
+    assert kube.get_object("test.fluxrate.co/v1", "widgets", "default", "w1")["spec"]["currency"] == "EUR"
+
+
+async def test_status_subresource_isolation(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    await create(api, {**widget("w1"), "status": {"phase": "Ready"}})
+    status, obj = await call(api, "GET", f"{WIDGETS}/w1")
+    assert "status" not in obj  # status is dropped on create
+
+    status, obj = await call(api, "PATCH", f"{WIDGETS}/w1", {"spec": {"size": 9}, "status": {"phase": "Ready"}}, MERGE)
+    assert status == 200
+    assert obj["spec"]["size"] == 9 and "status" not in obj
+
+    status, obj = await call(api, "PATCH", f"{WIDGETS}/w1/status",
+                             {"spec": {"size": 1}, "metadata": {"labels": {"x": "y"}}, "status": {"phase": "Ready"}},
+                             MERGE)
+    assert status == 200
+    assert obj["status"] == {"phase": "Ready"}
+    assert obj["spec"]["size"] == 9 and "labels" not in obj["metadata"]
+
+
+async def test_undeclared_status_field_is_pruned(api: aiohttp.ClientSession, kube: KubeSandbox,
+                                                 widget_crd: dict[str, Any]) -> None:
+    await create(api, widget("w1"))
+    async with api.patch(f"{WIDGETS}/w1/status", json={"status": {"phase": "Ready", "bogus": 1}},
+                         headers=MERGE) as response:
+        assert response.status == 200
+        assert 'unknown field \\"status.bogus\\"' in response.headers["Warning"]
+        assert (await response.json())["status"] == {"phase": "Ready"}
+    assert kube.get_object("test.fluxrate.co/v1", "widgets", "default", "w1")["status"] == {"phase": "Ready"}
+
+
+async def test_strict_field_validation_rejects_unknown_fields(api: aiohttp.ClientSession,
+                                                              widget_crd: dict[str, Any]) -> None:
+    status, body = await call(api, "POST", f"{WIDGETS}?fieldValidation=Strict", widget("w1", colour="red"))
+    assert status == 400
+    assert 'strict decoding error: unknown field "spec.colour"' in body["message"]
+
+
+async def test_invalid_object_is_422_with_field_paths(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    body = widget("w1", lineItems=[{"quantity": 2}, {"quantity": 0}], size="big")
+    body["spec"]["currency"] = "usd"
+    status, result = await call(api, "POST", WIDGETS, body)
+    assert status == 422
+    assert result["reason"] == "Invalid"
+    fields = {c["field"]: c["message"] for c in result["details"]["causes"]}
+    assert fields["spec.currency"] == "Invalid value: \"usd\": spec.currency in body should match '^[A-Z]{3}$'"
+    assert fields["spec.lineItems[1].quantity"] == (
+        "Invalid value: 0: spec.lineItems[1].quantity in body should be greater than or equal to 1")
+    assert "spec.size in body must be of type integer" in fields["spec.size"]
+    assert result["message"].startswith('Widget.test.fluxrate.co "w1" is invalid: [')
+
+
+async def test_required_nullable_int_or_string_and_format(api: aiohttp.ClientSession,
+                                                          widget_crd: dict[str, Any]) -> None:
+    status, result = await call(api, "POST", WIDGETS, {**widget("w1"), "spec": {"contact": "not-an-email"}})
+    assert status == 422
+    causes = {c["field"]: c for c in result["details"]["causes"]}
+    assert causes["spec.currency"]["message"] == "Required value"
+    assert "must be of type email" in causes["spec.contact"]["message"]
+    ok = await create(api, widget("w2", note=None, lineItems=[{"quantity": 1, "amount": "1.50"},
+                                                                {"quantity": 1, "amount": 2}]))
+    assert ok["spec"]["lineItems"][1]["amount"] == 2
+
+
+async def test_defaults_are_applied_recursively(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    obj = await create(api, widget("w1"))
+    assert obj["spec"]["size"] == 3
+    assert obj["spec"]["options"] == {"color": "blue"}
+    obj = await create(api, widget("w2", options={"color": "red"}, size=1))
+    assert obj["spec"]["options"] == {"color": "red"} and obj["spec"]["size"] == 1
+
+
+async def test_preserve_unknown_fields_keeps_data(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    obj = await create(api, widget("w1", extra={"anything": {"goes": [1, 2]}}, labelsCopy={"a": "b"}))
+    assert obj["spec"]["extra"] == {"anything": {"goes": [1, 2]}}
+    assert obj["spec"]["labelsCopy"] == {"a": "b"}
+
+
+async def test_cel_transition_rule_is_enforced_on_update_only(api: aiohttp.ClientSession, kube: KubeSandbox,
+                                                              widget_crd: dict[str, Any]) -> None:
+    await create(api, widget("w1", locked=True))  # oldSelf rules are skipped on create
+    status, body = await call(api, "PATCH", f"{WIDGETS}/w1", {"spec": {"currency": "EUR"}}, MERGE)
+    assert status == 422
+    assert body["details"]["causes"] == [{"reason": "FieldValueInvalid", "field": "spec",
+                                          "message": 'Invalid value: "object": currency cannot change once locked'}]
+    assert body["message"] == ('Widget.test.fluxrate.co "w1" is invalid: spec: Invalid value: "object": '
+                               "currency cannot change once locked")
+    status, _ = await call(api, "PATCH", f"{WIDGETS}/w1", {"spec": {"size": 4}}, MERGE)
+    assert status == 200
+    # Rules cel-python cannot run are reported, not enforced.
+    assert [r.rule for r in kube.skipped_cel_rules()] == ["isURL(self)"]
+    await create(api, widget("w2", url="not a url"))
+
+
+async def test_generation_bumps_on_spec_changes_only(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    await create(api, widget("w1"))
+    _, obj = await call(api, "PATCH", f"{WIDGETS}/w1", {"metadata": {"labels": {"a": "b"}}}, MERGE)
+    assert obj["metadata"]["generation"] == 1
+    _, obj = await call(api, "PATCH", f"{WIDGETS}/w1/status", {"status": {"phase": "Ready"}}, MERGE)
+    assert obj["metadata"]["generation"] == 1
+    _, obj = await call(api, "PATCH", f"{WIDGETS}/w1", {"spec": {"size": 8}}, MERGE)
+    assert obj["metadata"]["generation"] == 2
+
+
+async def test_noop_patch_keeps_resource_version(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    obj = await create(api, widget("w1", size=5))
+    _, patched = await call(api, "PATCH", f"{WIDGETS}/w1", {"spec": {"size": 5}}, MERGE)
+    assert patched["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
+    _, patched = await call(api, "PATCH", f"{WIDGETS}/w1", {"status": {"phase": "Ready"}}, MERGE)  # dropped
+    assert patched["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
+
+
+async def test_json_patch_and_failed_test_op(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    await create(api, widget("w1", size=2))
+    status, obj = await call(api, "PATCH", f"{WIDGETS}/w1", [
+        {"op": "test", "path": "/spec/size", "value": 2},
+        {"op": "replace", "path": "/spec/size", "value": 4},
+        {"op": "add", "path": "/metadata/labels", "value": {"k": "v"}},
+    ], JSONPATCH)
+    assert status == 200 and obj["spec"]["size"] == 4 and obj["metadata"]["labels"] == {"k": "v"}
+    status, body = await call(api, "PATCH", f"{WIDGETS}/w1", [
+        {"op": "test", "path": "/spec/size", "value": 2},
+        {"op": "replace", "path": "/spec/size", "value": 10},
+    ], JSONPATCH)
+    assert status == 422
+    assert body["reason"] == "Invalid"
+    assert body["message"] == "testing value /spec/size failed: test failed"
+
+
+async def test_merge_patch_null_deletes_and_smp_is_415_for_custom_resources(
+        api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    await create(api, {**widget("w1"), "metadata": {"name": "w1", "labels": {"a": "1", "b": "2"}}})
+    _, obj = await call(api, "PATCH", f"{WIDGETS}/w1", {"metadata": {"labels": {"a": None}}}, MERGE)
+    assert obj["metadata"]["labels"] == {"b": "2"}
+    status, body = await call(api, "PATCH", f"{WIDGETS}/w1", {"spec": {"size": 2}},
+                              {"Content-Type": "application/strategic-merge-patch+json"})
+    assert status == 415
+    assert body["reason"] == "UnsupportedMediaType"
+
+
+async def test_finalizers_hold_deletion(api: aiohttp.ClientSession, kube: KubeSandbox,
+                                        widget_crd: dict[str, Any]) -> None:
+    await create(api, {**widget("w1"), "metadata": {"name": "w1", "finalizers": ["test.fluxrate.co/hold"]}})
+    status, obj = await call(api, "DELETE", f"{WIDGETS}/w1")
+    assert status == 200
+    assert obj["metadata"]["deletionTimestamp"] and obj["metadata"]["deletionGracePeriodSeconds"] == 0
+    status, obj = await call(api, "GET", f"{WIDGETS}/w1")
+    assert status == 200 and obj["metadata"]["deletionTimestamp"]
+    status, body = await call(api, "PATCH", f"{WIDGETS}/w1", {"metadata": {"finalizers": ["a", "b"]}}, MERGE)
+    assert status == 422 and "no new finalizers can be added" in body["message"]
+    status, _ = await call(api, "PATCH", f"{WIDGETS}/w1", {"metadata": {"finalizers": None}}, MERGE)
+    assert status == 200
+    status, _ = await call(api, "GET", f"{WIDGETS}/w1")
+    assert status == 404
+    assert kube.get_object("test.fluxrate.co/v1", "widgets", "default", "w1") is None
+
+
+async def test_owner_deletion_garbage_collects_dependents(api: aiohttp.ClientSession, kube: KubeSandbox,
+                                                          widget_crd: dict[str, Any]) -> None:
+    owner = await create(api, widget("owner"))
+    other = await create(api, widget("other"))
+
+    def ref(obj: dict[str, Any]) -> dict[str, Any]:
+        return {"apiVersion": "test.fluxrate.co/v1", "kind": "Widget", "name": obj["metadata"]["name"],
+                "uid": obj["metadata"]["uid"], "controller": True}
+
+    await create(api, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "owned", "ownerReferences": [
+        ref(owner)]}, "stringData": {"k": "v"}}, "/api/v1/namespaces/default/secrets")
+    await create(api, {**widget("held"), "metadata": {"name": "held", "ownerReferences": [ref(owner)],
+                                                      "finalizers": ["x/y"]}})
+    await create(api, {**widget("shared"), "metadata": {"name": "shared", "ownerReferences": [
+        ref(owner), {**ref(other), "controller": False}]}})
+
+    status, _ = await call(api, "DELETE", f"{WIDGETS}/owner")
+    assert status == 200
+    assert kube.get_object("v1", "secrets", "default", "owned") is None
+    held = kube.get_object("test.fluxrate.co/v1", "widgets", "default", "held")
+    assert held is not None and held["metadata"]["deletionTimestamp"]
+    shared = kube.get_object("test.fluxrate.co/v1", "widgets", "default", "shared")
+    assert shared is not None and [r["name"] for r in shared["metadata"]["ownerReferences"]] == ["other"]
+
+
+async def test_delete_returns_the_object(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    obj = await create(api, widget("w1"))
+    status, deleted = await call(api, "DELETE", f"{WIDGETS}/w1")
+    assert status == 200
+    assert deleted["metadata"]["uid"] == obj["metadata"]["uid"]
+    assert int(deleted["metadata"]["resourceVersion"]) > int(obj["metadata"]["resourceVersion"])
+    status, body = await call(api, "DELETE", f"{WIDGETS}/w1")
+    assert status == 404
+
+
+async def test_secrets_merge_string_data(api: aiohttp.ClientSession) -> None:
+    url = "/api/v1/namespaces/default/secrets"
+    obj = await create(api, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                             "data": {"a": base64.b64encode(b"1").decode()}, "stringData": {"b": "2"}}, url)
+    assert obj["type"] == "Opaque" and "stringData" not in obj
+    assert {k: base64.b64decode(v) for k, v in obj["data"].items()} == {"a": b"1", "b": b"2"}
+    status, obj = await call(api, "PATCH", f"{url}/s", {"stringData": {"a": "one"}},
+                             {"Content-Type": "application/strategic-merge-patch+json"})
+    assert status == 200 and base64.b64decode(obj["data"]["a"]) == b"one"
+
+
+async def test_namespaced_objects_need_their_namespace(api: aiohttp.ClientSession) -> None:
+    url = "/api/v1/namespaces/nowhere/configmaps"
+    status, body = await call(api, "POST", url, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})
+    assert status == 404 and body["message"] == 'namespaces "nowhere" not found'
+    await create(api, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "nowhere"}}, "/api/v1/namespaces")
+    await create(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}, url)
+    status, _ = await call(api, "DELETE", "/api/v1/namespaces/nowhere")
+    assert status == 200
+    for _ in range(50):
+        status, _ = await call(api, "GET", "/api/v1/namespaces/nowhere")
+        if status == 404:
+            break
+        await asyncio.sleep(0.1)
+    assert status == 404
+    status, _ = await call(api, "GET", f"{url}/c")
+    assert status == 404
+
+
+async def test_crd_becomes_discoverable_and_established(api: aiohttp.ClientSession,
+                                                        widget_crd: dict[str, Any]) -> None:
+    _, resources = await call(api, "GET", "/apis/test.fluxrate.co/v1")
+    by_name = {r["name"]: r for r in resources["resources"]}
+    assert by_name["widgets"]["kind"] == "Widget" and by_name["widgets"]["shortNames"] == ["wd"]
+    assert by_name["widgets"]["namespaced"] is True and "watch" in by_name["widgets"]["verbs"]
+    assert "widgets/status" in by_name
+    _, groups = await call(api, "GET", "/apis")
+    assert "test.fluxrate.co" in [g["name"] for g in groups["groups"]]
+    _, crd = await call(api, "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.test.fluxrate.co")
+    conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+    assert conditions == {"Established": "True", "NamesAccepted": "True"}
+    assert crd["status"]["acceptedNames"]["kind"] == "Widget"
+    status, _ = await call(api, "DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+                                          "widgets.test.fluxrate.co")
+    assert status == 200
+    status, _ = await call(api, "GET", WIDGETS)
+    assert status == 404
+
+
+async def test_table_output_uses_printer_columns(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    await create(api, widget("w1", size=4))
+    await call(api, "PATCH", f"{WIDGETS}/w1/status", {"status": {"phase": "Ready", "conditions": [
+        {"type": "Synced", "status": "False"}, {"type": "Ready", "status": "True"}]}}, MERGE)
+    _, table = await call(api, "GET", WIDGETS, headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
+    assert table["kind"] == "Table"
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Phase", "Ready", "Size"]
+    assert table["rows"][0]["cells"] == ["w1", "Ready", "True", 4]
+
+
+def _load_invoice_crd() -> list[dict[str, Any]] | None:
+    path = REPO / "crds" / "billing.fluxrate.co_invoices.yaml"
+    return list(yaml.safe_load_all(path.read_text())) if path.exists() else None
+
+
+@pytest.mark.skipif(_load_invoice_crd() is None, reason="crds/billing.fluxrate.co_invoices.yaml not written yet")
+async def test_invalid_invoice_from_repo_crds_is_422(api: aiohttp.ClientSession, kube: KubeSandbox) -> None:
+    await kube.apply_crds(REPO / "crds")
+    invoice = yaml.safe_load((REPO / "examples" / "03-invoice-usd.yaml").read_text())
+    invoice["spec"]["lineItems"][0]["quantity"] = 0
+    status, body = await call(api, "POST", "/apis/billing.fluxrate.co/v1alpha1/namespaces/default/invoices", invoice)
+    assert status == 422, body
+    assert body["details"]["kind"] == "Invoice"
+    assert "spec.lineItems[0].quantity" in [c["field"] for c in body["details"]["causes"]]
+
+
+async def test_apply_crds_from_directory(kube: KubeSandbox, tmp_path: Path) -> None:
+    from tests.sandbox.conftest import WIDGET_CRD
+
+    (tmp_path / "crds").mkdir()
+    (tmp_path / "crds" / "w.yaml").write_text(yaml.safe_dump(WIDGET_CRD))
+    applied = await kube.apply_crds(tmp_path / "crds")
+    assert [c["metadata"]["name"] for c in applied] == ["widgets.test.fluxrate.co"]
+    assert kube.emulator.find_resource("test.fluxrate.co/v1", "widgets").kind == "Widget"
