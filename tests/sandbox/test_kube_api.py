@@ -292,7 +292,7 @@ async def test_delete_returns_the_object(api: aiohttp.ClientSession, widget_crd:
     assert status == 200
     assert deleted["metadata"]["uid"] == obj["metadata"]["uid"]
     assert int(deleted["metadata"]["resourceVersion"]) > int(obj["metadata"]["resourceVersion"])
-    status, body = await call(api, "DELETE", f"{WIDGETS}/w1")
+    status, _ = await call(api, "DELETE", f"{WIDGETS}/w1")
     assert status == 404
 
 
