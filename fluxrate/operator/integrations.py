@@ -1,0 +1,418 @@
+"""Reconciling a StripeIntegration: verify the key, publish the webhook URL, manage the webhook endpoint.
+
+``reconcile_integration`` does the I/O through injected dependencies and returns an ``Outcome`` (status to
+write, Events to post, whether to retry); the ``build_*``/``*_drift`` functions are pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import stripe
+
+from fluxrate import WEBHOOK_PATH_PREFIX
+from fluxrate import conditions as cond
+from fluxrate.kube import ObjectRef
+from fluxrate.models import StripeIntegrationSpec
+from fluxrate.operator.stripe_clients import IntegrationClient, StripeClients
+from fluxrate.stripe_api import close_stripe_client
+from fluxrate.stripe_errors import is_auth_error, is_not_found, is_retryable, user_message
+from fluxrate.stripe_keys import KeyProblem, parse_secret_key, parse_webhook_secrets
+
+ACCEPT_ACCOUNT_ANNOTATION = "billing.fluxrate.co/accept-account"
+SIGNING_SECRET_KEY = "signing-secret"
+MANAGED_BY_LABELS = {"app.kubernetes.io/managed-by": "fluxrate", "billing.fluxrate.co/role": "webhook-signing-secret"}
+
+EventType = Literal["Normal", "Warning"]
+
+
+@dataclass(frozen=True)
+class Event:
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass
+class Outcome:
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    retry_after: float | None = None  # temporary trouble: try again
+    permanent: bool = False  # needs the user: do not retry until something changes
+
+
+class SecretReader(Protocol):
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None: ...
+
+    async def write_owned_secret(
+        self, owner: ObjectRef, name: str, data: Mapping[str, str], labels: Mapping[str, str]
+    ) -> None: ...
+
+
+# --- pure -------------------------------------------------------------------------------------------------
+
+
+def webhook_url(public_base_url: str, namespace: str, name: str) -> str:
+    return f"{public_base_url.rstrip('/')}{WEBHOOK_PATH_PREFIX}/{namespace}/{name}"
+
+
+def owned_secret_name(integration: str) -> str:
+    return f"{integration[:228]}-webhook-signing"
+
+
+def build_webhook_endpoint_params(
+    url: str, events: Sequence[str], namespace: str, name: str, uid: str
+) -> dict[str, Any]:
+    return {
+        "url": url,
+        "enabled_events": list(events),
+        "description": f"fluxrate: StripeIntegration {namespace}/{name}",
+        "metadata": {"fluxrate_namespace": namespace, "fluxrate_integration": name, "fluxrate_uid": uid},
+    }
+
+
+def endpoint_drift(endpoint: Mapping[str, Any], url: str, events: Sequence[str]) -> dict[str, Any]:
+    """Update params that bring ``endpoint`` back to what the integration wants; empty when nothing drifted."""
+    update: dict[str, Any] = {}
+    if endpoint.get("url") != url:
+        update["url"] = url
+    if sorted(endpoint.get("enabled_events") or []) != sorted(events):
+        update["enabled_events"] = list(events)
+    if endpoint.get("status") == "disabled":
+        update["disabled"] = False
+    return update
+
+
+def endpoint_idempotency_key(uid: str, replaces: str | None) -> str:
+    """Stable per endpoint generation: a crash after Stripe created it replays the same endpoint (and secret)."""
+    return f"fluxrate-endpoint-{uid}-{replaces or 'initial'}"
+
+
+def next_step_for_webhook_secret(url: str, events: Sequence[str], namespace: str, name: str) -> str:
+    return (
+        f"Add the endpoint {url} in Stripe Dashboard → Developers → Webhooks with the events "
+        f"{', '.join(events)}; then put its Signing secret (whsec_...) into a Secret and reference it, e.g. "
+        f"kubectl -n {namespace} create secret generic {name}-webhook --from-literal=signing-secret=whsec_... && "
+        f"kubectl -n {namespace} patch stripeintegration {name} --type merge -p "
+        f"'{{\"spec\":{{\"webhookSecretRef\":{{\"name\":\"{name}-webhook\",\"key\":\"signing-secret\"}}}}}}'. "
+        "Or set spec.webhookEndpoint.managed: true and fluxrate registers the endpoint itself."
+    )
+
+
+# --- reconcile --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IntegrationObject:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: StripeIntegrationSpec
+    status: Mapping[str, Any]
+    annotations: Mapping[str, str]
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef(kind="StripeIntegration", namespace=self.namespace, name=self.name, uid=self.uid)
+
+
+class _Stop(Exception):
+    """Ends a reconcile early with a not-Ready outcome."""
+
+    def __init__(self, reason: str, message: str, *, status: cond.Status = "False", retry_after: float | None = None,
+                 event: Event | None = None) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.status = reason, message, status
+        self.retry_after, self.event = retry_after, event
+
+
+async def reconcile_integration(
+    obj: IntegrationObject, kube: SecretReader, clients: StripeClients, public_base_url: str,
+    retry_delay: float = 10.0,
+) -> Outcome:
+    out = Outcome()
+    url = webhook_url(public_base_url, obj.namespace, obj.name)
+    out.status["webhookURL"] = url
+    out.status["observedGeneration"] = obj.generation
+    others: list[cond.Condition] = []
+    try:
+        entry = await _verified_client(obj, kube, clients, out, others, retry_delay)
+        await _webhook_secret(obj, kube, entry, url, out, others, retry_delay)
+    except _Stop as stop:
+        ready = cond.Condition(cond.READY, stop.status, stop.reason, stop.message)
+        if stop.event:
+            out.events.append(stop.event)
+        out.retry_after = stop.retry_after
+        out.permanent = stop.retry_after is None
+        out.status["conditions"] = cond.with_kstatus(
+            obj.status.get("conditions"), ready, others, generation=obj.generation,
+            stalled=out.permanent, reconciling=not out.permanent,
+        )
+        entry = clients.get(obj.namespace, obj.name)
+        if entry is not None:
+            entry.ready = False
+        return out
+
+    entry.active = obj.spec.active
+    if obj.spec.active:
+        webhook_ok = any(c.type == "WebhookSecretConfigured" and c.status == "True" for c in others)
+        message = f"Connected to Stripe account {entry.account_id} in {entry.mode} mode."
+        if not webhook_ok:
+            message += " Payments are confirmed by polling Stripe until the webhook signing secret is configured."
+        ready = cond.Condition(cond.READY, "True", "Connected", message)
+    else:
+        ready = cond.Condition(
+            cond.READY, "False", "Disabled",
+            "spec.active is false: no new payment links are created; payments for links already sent are still "
+            "recorded. Set spec.active: true to resume.",
+        )
+    previous_ready = cond.get(obj.status.get("conditions"), cond.READY)
+    if ready.status == "True" and not (previous_ready and previous_ready.get("reason") == "Connected"):
+        out.events.append(Event("Normal", "Connected", message))
+    entry.ready = True
+    out.status["conditions"] = cond.with_kstatus(
+        obj.status.get("conditions"), ready, others, generation=obj.generation
+    )
+    return out
+
+
+async def _verified_client(
+    obj: IntegrationObject, kube: SecretReader, clients: StripeClients, out: Outcome,
+    others: list[cond.Condition], retry_delay: float,
+) -> IntegrationClient:
+    ref = obj.spec.secret_key_ref
+    where = f'Secret "{ref.name}" key "{ref.key}"'
+
+    def key_problem(reason: str, message: str) -> _Stop:
+        others.append(cond.Condition("SecretKeyValid", "False", reason, message))
+        return _Stop(reason, message)
+
+    data = await kube.read_secret(obj.namespace, ref.name)
+    if data is None:
+        raise key_problem(
+            "SecretNotFound",
+            f'Secret "{ref.name}" not found in namespace "{obj.namespace}": create it with '
+            f"kubectl -n {obj.namespace} create secret generic {ref.name} --from-literal={ref.key}=sk_live_...",
+        )
+    if ref.key not in data:
+        present = ", ".join(sorted(data)) or "none"
+        raise key_problem(
+            "SecretKeyNotFound",
+            f'Secret "{ref.name}" has no key "{ref.key}" (keys present: {present}): add the Stripe secret key '
+            f"under {ref.key}, or point spec.secretKeyRef.key at the right key",
+        )
+    try:
+        key = parse_secret_key(data[ref.key], where)
+    except KeyProblem as problem:
+        raise key_problem(problem.reason, str(problem)) from None
+
+    entry, rotated = await clients.for_key(obj.namespace, obj.name, key)
+    try:
+        account = (await entry.call(lambda c: c.v1.accounts.retrieve_current_async())).to_dict()
+    except stripe.StripeError as exc:
+        if is_auth_error(exc):
+            message = (
+                f"Stripe rejected the key in {where} (401): it was revoked, rolled or mistyped. Paste a current key "
+                "from Stripe Dashboard → Developers → API keys into the Secret."
+            )
+            others.append(cond.Condition("SecretKeyValid", "False", "InvalidSecretKey", message))
+            raise _Stop("InvalidSecretKey", message, event=Event("Warning", "InvalidKey", message)) from None
+        if isinstance(exc, stripe.PermissionError):
+            message = (
+                f"The restricted key in {where} lacks a permission fluxrate needs: grant it write access to "
+                "Payment Links and Webhook Endpoints and read access to Checkout Sessions."
+            )
+            others.append(cond.Condition("SecretKeyValid", "False", "KeyPermissionDenied", message))
+            raise _Stop("KeyPermissionDenied", message, event=Event("Warning", "InvalidKey", message)) from None
+        if is_retryable(exc):
+            raise _Stop(
+                "StripeUnavailable",
+                f"Stripe could not be reached to verify the key ({type(exc).__name__}); retrying with backoff.",
+                status="Unknown", retry_after=retry_delay,
+            ) from None
+        raise
+
+    account_id = str(account.get("id"))
+    previous_account, previous_mode = obj.status.get("accountId"), obj.status.get("mode")
+    accepted = obj.annotations.get(ACCEPT_ACCOUNT_ANNOTATION)
+    if previous_account and (account_id, key.mode) != (previous_account, previous_mode) and accepted != account_id:
+        message = (
+            f"The key in {where} belongs to Stripe account {account_id} ({key.mode} mode), but this integration is "
+            f"connected to {previous_account} ({previous_mode} mode); fluxrate does not switch silently, since "
+            "links and webhooks of the old account would be orphaned. Restore the previous key, or accept the change: "
+            f"kubectl -n {obj.namespace} annotate stripeintegration {obj.name} "
+            f"{ACCEPT_ACCOUNT_ANNOTATION}={account_id} --overwrite"
+        )
+        others.append(cond.Condition("SecretKeyValid", "False", "AccountChanged", message))
+        await _close_unadopted(clients, obj, entry)
+        raise _Stop("AccountChanged", message, event=Event("Warning", "AccountChanged", message))
+
+    entry.account_id = account_id
+    previous = clients.adopt(obj.namespace, obj.name, entry)
+    if previous is not None:
+        await close_stripe_client(previous.client)
+    if rotated:
+        out.events.append(Event("Normal", "KeyRotated", f"Now using the new key from {where} ({key.mode} mode)."))
+    out.status["mode"] = key.mode
+    out.status["accountId"] = account_id
+    others.append(cond.Condition("SecretKeyValid", "True", "Verified", f"The key in {where} works for {account_id}."))
+    return entry
+
+
+async def _close_unadopted(clients: StripeClients, obj: IntegrationObject, entry: IntegrationClient) -> None:
+    if clients.get(obj.namespace, obj.name) is not entry:
+        await close_stripe_client(entry.client)
+
+
+async def _webhook_secret(
+    obj: IntegrationObject, kube: SecretReader, entry: IntegrationClient, url: str, out: Outcome,
+    others: list[cond.Condition], retry_delay: float,
+) -> None:
+    events = obj.spec.webhook_endpoint.enabled_events
+    if obj.spec.webhook_endpoint.managed:
+        await _managed_endpoint(obj, kube, entry, url, out, others, retry_delay)
+        return
+    if obj.status.get("webhookEndpointId"):
+        # No longer managed: remove the endpoint fluxrate created, so it does not deliver with a secret nobody has.
+        endpoint_id = obj.status["webhookEndpointId"]
+        try:
+            await entry.call(lambda c: c.v1.webhook_endpoints.delete_async(endpoint_id))
+        except stripe.StripeError as exc:
+            if not is_not_found(exc):
+                raise _Stop("StripeUnavailable", f"Could not delete the managed endpoint {endpoint_id}; retrying.",
+                            status="Unknown", retry_after=retry_delay) from None
+        out.status["webhookEndpointId"] = None
+        out.status["webhookSecretName"] = None
+        out.events.append(Event("Normal", "EndpointDeleted", f"Deleted managed webhook endpoint {endpoint_id}."))
+    ref = obj.spec.webhook_secret_ref
+    if ref is None:
+        others.append(cond.Condition(
+            "WebhookSecretConfigured", "False", "WaitingForWebhookSecret",
+            next_step_for_webhook_secret(url, events, obj.namespace, obj.name),
+        ))
+        return
+    where = f'Secret "{ref.name}" key "{ref.key}"'
+    data = await kube.read_secret(obj.namespace, ref.name)
+    if data is None or ref.key not in data:
+        missing = f'Secret "{ref.name}" not found' if data is None else f'Secret "{ref.name}" has no key "{ref.key}"'
+        others.append(cond.Condition(
+            "WebhookSecretConfigured", "False", "WebhookSecretNotFound",
+            f"{missing} in namespace {obj.namespace}: put the endpoint's Signing secret (whsec_...) there.",
+        ))
+        return
+    try:
+        secrets = parse_webhook_secrets(data[ref.key], where)
+    except KeyProblem as problem:
+        others.append(cond.Condition("WebhookSecretConfigured", "False", problem.reason, str(problem)))
+        return
+    count = f"{len(secrets)} signing secrets (rotation overlap)" if len(secrets) > 1 else "a signing secret"
+    others.append(cond.Condition("WebhookSecretConfigured", "True", "WebhookSecretFound", f"{where} holds {count}."))
+
+
+async def _managed_endpoint(
+    obj: IntegrationObject, kube: SecretReader, entry: IntegrationClient, url: str, out: Outcome,
+    others: list[cond.Condition], retry_delay: float,
+) -> None:
+    events = obj.spec.webhook_endpoint.enabled_events
+    params = build_webhook_endpoint_params(url, events, obj.namespace, obj.name, obj.uid)
+    secret_name = owned_secret_name(obj.name)
+    current_id: str | None = obj.status.get("webhookEndpointId")
+
+    def unavailable(exc: BaseException) -> _Stop:
+        return _Stop("StripeUnavailable", f"Stripe could not be reached to manage the webhook endpoint "
+                     f"({type(exc).__name__}); retrying with backoff.", status="Unknown", retry_after=retry_delay)
+
+    try:
+        if current_id is not None:
+            stored = await kube.read_secret(obj.namespace, secret_name)
+            try:
+                endpoint = (await entry.call(lambda c: c.v1.webhook_endpoints.retrieve_async(current_id))).to_dict()
+            except stripe.StripeError as exc:
+                if not is_not_found(exc):
+                    raise
+                endpoint = None
+            if endpoint is not None and not (stored and stored.get(SIGNING_SECRET_KEY)):
+                # The signing secret is only returned on create: without it, replace the endpoint.
+                await entry.call(lambda c: c.v1.webhook_endpoints.delete_async(current_id))
+                endpoint = None
+            if endpoint is not None:
+                update = endpoint_drift(endpoint, url, events)
+                if update:
+                    await entry.call(lambda c: c.v1.webhook_endpoints.update_async(current_id, params=update))
+                    out.events.append(Event(
+                        "Normal", "EndpointRepaired",
+                        f"Webhook endpoint {current_id} had drifted ({', '.join(sorted(update))}); repaired.",
+                    ))
+                _endpoint_ready(others, current_id, secret_name)
+                return
+        created = (await entry.call(lambda c: c.v1.webhook_endpoints.create_async(
+            params=params, options={"idempotency_key": endpoint_idempotency_key(obj.uid, current_id)}
+        ))).to_dict()
+    except stripe.StripeError as exc:
+        if is_retryable(exc):
+            raise unavailable(exc) from None
+        message = user_message(exc)
+        if "16" in message or "limit" in message.lower():
+            reason = "EndpointLimitReached"
+            message = (
+                f"Stripe refused to create another webhook endpoint: {message}. Stripe allows 16 per account: delete "
+                "unused endpoints in Dashboard → Developers → Webhooks, or set webhookEndpoint.managed: false and "
+                "reference an existing endpoint's signing secret."
+            )
+        else:
+            reason = "EndpointRejected"
+            message = f"Stripe refused the webhook endpoint: {message}"
+        others.append(cond.Condition("WebhookEndpointReady", "False", reason, message))
+        others.append(cond.Condition("WebhookSecretConfigured", "False", reason, message))
+        raise _Stop(reason, message, event=Event("Warning", reason, message)) from None
+
+    await kube.write_owned_secret(obj.ref, secret_name, {SIGNING_SECRET_KEY: created["secret"]}, MANAGED_BY_LABELS)
+    new_id = str(created["id"])
+    out.status["webhookEndpointId"] = new_id
+    out.status["webhookSecretName"] = secret_name
+    verb = "EndpointRepaired" if current_id else "EndpointRegistered"
+    detail = f"replacing {current_id}" if current_id else f"for {url}"
+    out.events.append(Event("Normal", verb, f"Registered Stripe webhook endpoint {new_id} {detail}."))
+    _endpoint_ready(others, new_id, secret_name)
+
+
+def _endpoint_ready(others: list[cond.Condition], endpoint_id: str, secret_name: str) -> None:
+    others.append(cond.Condition("WebhookEndpointReady", "True", "EndpointRegistered",
+                                 f"Stripe webhook endpoint {endpoint_id} delivers to this integration."))
+    others.append(cond.Condition("WebhookSecretConfigured", "True", "ManagedEndpoint",
+                                 f'The signing secret of {endpoint_id} is kept in Secret "{secret_name}".'))
+
+
+async def disconnect_integration(obj: IntegrationObject, clients: StripeClients, kube: SecretReader) -> list[Event]:
+    """Delete the managed endpoint (tolerating one already gone) and nothing else in Stripe."""
+    events: list[Event] = []
+    endpoint_id = obj.status.get("webhookEndpointId")
+    if endpoint_id:
+        entry = clients.get(obj.namespace, obj.name)
+        if entry is None:
+            ref = obj.spec.secret_key_ref
+            data = await kube.read_secret(obj.namespace, ref.name) or {}
+            try:
+                key = parse_secret_key(data.get(ref.key, ""), f'Secret "{ref.name}" key "{ref.key}"')
+            except KeyProblem:
+                return [Event("Warning", "EndpointNotDeleted",
+                              f"No usable key to delete webhook endpoint {endpoint_id}: delete it in the Stripe "
+                              "Dashboard.")]
+            entry, _ = await clients.for_key(obj.namespace, obj.name, key)
+            clients.adopt(obj.namespace, obj.name, entry)
+        try:
+            await entry.call(lambda c: c.v1.webhook_endpoints.delete_async(endpoint_id))
+            events.append(Event("Normal", "EndpointDeleted", f"Deleted Stripe webhook endpoint {endpoint_id}."))
+        except stripe.StripeError as exc:
+            if is_auth_error(exc):
+                events.append(Event("Warning", "EndpointNotDeleted",
+                                    f"Stripe rejected the key, so webhook endpoint {endpoint_id} could not be deleted: "
+                                    "delete it in the Stripe Dashboard."))
+            elif not is_not_found(exc):
+                raise
+    await clients.forget(obj.namespace, obj.name)
+    events.append(Event("Normal", "Disconnected", f"StripeIntegration {obj.namespace}/{obj.name} disconnected."))
+    return events

@@ -1,0 +1,83 @@
+"""One Stripe client and one client-side rate limiter per StripeIntegration, built from its verified key."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import stripe
+from aiolimiter import AsyncLimiter
+
+from fluxrate.stripe_api import build_stripe_client, close_stripe_client
+from fluxrate.stripe_keys import Mode, SecretKey
+
+T = TypeVar("T")
+Key = tuple[str, str]  # (namespace, integration name)
+
+
+@dataclass
+class IntegrationClient:
+    client: stripe.StripeClient
+    limiter: AsyncLimiter
+    mode: Mode
+    fingerprint: str
+    account_id: str | None = None
+    ready: bool = False
+    active: bool = True
+
+    async def call(self, request: Callable[[stripe.StripeClient], Awaitable[T]]) -> T:
+        """Every request to Stripe goes through the integration's limiter, so bursts never hit Stripe's 429."""
+        async with self.limiter:
+            return await request(self.client)
+
+
+def _fingerprint(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass
+class StripeClients:
+    api_base: str | None
+    max_network_retries: int
+    rate_limit_test: float
+    rate_limit_live: float
+    _entries: dict[Key, IntegrationClient] = field(default_factory=dict)
+
+    def get(self, namespace: str, name: str) -> IntegrationClient | None:
+        return self._entries.get((namespace, name))
+
+    async def for_key(self, namespace: str, name: str, key: SecretKey) -> tuple[IntegrationClient, bool]:
+        """The client for ``key``; the flag says the key differs from the one used before (a rotation)."""
+        fingerprint = _fingerprint(key.value)
+        current = self._entries.get((namespace, name))
+        if current is not None and current.fingerprint == fingerprint:
+            return current, False
+        rate = self.rate_limit_live if key.mode == "live" else self.rate_limit_test
+        entry = IntegrationClient(
+            client=build_stripe_client(key.value, api_base=self.api_base, max_network_retries=self.max_network_retries),
+            # Spread the per-second budget evenly instead of allowing a full second's burst at once.
+            limiter=AsyncLimiter(max(1.0, rate / 5), 0.2),
+            mode=key.mode,
+            fingerprint=fingerprint,
+        )
+        if current is not None:
+            entry.account_id, entry.ready, entry.active = current.account_id, current.ready, current.active
+        return entry, current is not None
+
+    def adopt(self, namespace: str, name: str, entry: IntegrationClient) -> IntegrationClient | None:
+        """Make ``entry`` the integration's client; returns the replaced one for closing."""
+        previous = self._entries.get((namespace, name))
+        self._entries[(namespace, name)] = entry
+        return previous if previous is not entry else None
+
+    async def forget(self, namespace: str, name: str) -> None:
+        entry = self._entries.pop((namespace, name), None)
+        if entry is not None:
+            await close_stripe_client(entry.client)
+
+    async def close(self) -> None:
+        for entry in self._entries.values():
+            await close_stripe_client(entry.client)
+        self._entries.clear()

@@ -1,0 +1,81 @@
+"""Fixtures shared by the suites: the sandbox (Kubernetes API, Stripe stand-in, SMTP sink) and the operator."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from fluxrate import API_GROUP, API_VERSION, crds
+from fluxrate.kube import Kube
+from fluxrate.sandbox.kube_server import KubeSandbox
+from fluxrate.sandbox.smtp_sink import SmtpSink
+from fluxrate.sandbox.stripe_standin import StripeStandin
+
+T = TypeVar("T")
+GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
+_namespaces = itertools.count(1)
+
+
+@pytest.fixture
+async def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[KubeSandbox]:
+    async with KubeSandbox(state_dir=tmp_path / "kube", auto_namespaces=True, bookmark_interval=1.0) as sandbox:
+        await sandbox.apply_crds(crds.crds_dir())
+        monkeypatch.setenv("KUBECONFIG", str(sandbox.kubeconfig))
+        yield sandbox
+
+
+@pytest.fixture
+async def kube_client(kube: KubeSandbox) -> AsyncIterator[Kube]:
+    client = await Kube.connect()
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def stripe_standin() -> AsyncIterator[StripeStandin]:
+    async with StripeStandin(webhook_time_scale=0.0005) as standin:
+        yield standin
+
+
+@pytest.fixture
+async def smtp_sink() -> AsyncIterator[SmtpSink]:
+    async with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"tenant-{next(_namespaces)}"
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T] | T], check: Callable[[T], bool] = bool, timeout: float = 15.0,
+    interval: float = 0.05,
+) -> T:
+    """Poll ``probe`` until ``check`` holds; fail with the last value seen."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = probe()
+        if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
+            value = await value  # type: ignore[misc]
+        if check(value):  # type: ignore[arg-type]
+            return value  # type: ignore[return-value]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not reached within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(interval)
+
+
+def secret_manifest(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client
+
+from fluxrate.kube import Kube
+from fluxrate.operator.main import running_operator
+from fluxrate.operator.settings import OperatorSettings, SmtpSettings
+from fluxrate.sandbox.kube_server import KubeSandbox
+from fluxrate.sandbox.smtp_sink import SmtpSink
+from fluxrate.sandbox.stripe_standin import StripeStandin
+
+from ..conftest import GROUP_VERSION, eventually, secret_manifest
+
+PUBLIC_BASE_URL = "https://billing.example.test"
+
+
+@pytest.fixture
+def operator_settings(stripe_standin: StripeStandin, smtp_sink: SmtpSink) -> OperatorSettings:
+    return OperatorSettings(
+        public_base_url=PUBLIC_BASE_URL,
+        stripe_api_base=stripe_standin.url,
+        stripe_max_network_retries=1,
+        resync_interval=600,
+        reconcile_interval=600,
+        smtp=SmtpSettings(host=smtp_sink.host, port=smtp_sink.port, security="none"),
+    )
+
+
+@pytest.fixture
+async def operator(kube: KubeSandbox, operator_settings: OperatorSettings) -> AsyncIterator[OperatorSettings]:
+    async with running_operator(operator_settings):
+        yield operator_settings
+
+
+class Cluster:
+    """Test-side kubectl: create objects and read them back through the real API."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    async def apply_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        body = secret_manifest(namespace, name, data)
+        try:
+            await self.kube.core.create_namespaced_secret(namespace, body)
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+            await self.kube.core.replace_namespaced_secret(name, namespace, body)
+
+    async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        body = {"apiVersion": GROUP_VERSION, **body}
+        body["metadata"] = {**body.get("metadata", {}), "namespace": namespace}
+        return await self.kube.custom.create_namespaced_custom_object(
+            *GROUP_VERSION.split("/"), namespace, plural, body
+        )
+
+    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self.kube.get_object(plural, namespace, name)
+
+    async def patch(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return await self.kube.patch_object(plural, namespace, name, patch)
+
+    async def delete(self, plural: str, namespace: str, name: str) -> None:
+        await self.kube.custom.delete_namespaced_custom_object(*GROUP_VERSION.split("/"), namespace, plural, name)
+
+    async def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        listing = await self.kube.core.list_namespaced_event(namespace)
+        return [
+            {"reason": e.reason, "message": e.message, "type": e.type}
+            for e in listing.items
+            if e.involved_object and e.involved_object.name == name
+        ]
+
+    async def condition(self, plural: str, namespace: str, name: str, type_: str) -> dict[str, Any] | None:
+        obj = await self.get(plural, namespace, name)
+        for condition in ((obj or {}).get("status") or {}).get("conditions") or []:
+            if condition["type"] == type_:
+                return condition
+        return None
+
+    async def wait_condition(
+        self, plural: str, namespace: str, name: str, type_: str, *, status: str | None = None,
+        reason: str | None = None, timeout: float = 15.0,
+    ) -> dict[str, Any]:
+        def ok(found: dict[str, Any] | None) -> bool:
+            return bool(found) and (status is None or found["status"] == status) and (
+                reason is None or found["reason"] == reason
+            )
+
+        return await eventually(lambda: self.condition(plural, namespace, name, type_), ok, timeout=timeout)
+
+
+@pytest.fixture
+async def cluster(kube_client: Kube) -> Cluster:
+    return Cluster(kube_client)
