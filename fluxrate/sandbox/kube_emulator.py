@@ -34,6 +34,7 @@ import yaml
 from kmock import KubernetesEmulator
 from kmock._internal.k8s import KubernetesError
 
+from fluxrate.sandbox import kube_protobuf
 from fluxrate.sandbox import kube_resources as kr
 from fluxrate.sandbox.kube_faults import REASONS, Faults
 from fluxrate.sandbox.kube_schema import Cause, apply_defaults, prune
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 Obj = dict[str, Any]
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _GEN_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+_TRUE = {"1", "t", "T", "true", "TRUE", "True"}  # Go's strconv.ParseBool
 _UNAUTHENTICATED_PATHS = {"/healthz", "/livez", "/readyz"}
 
 
@@ -262,7 +264,7 @@ class KubeEmulator(KubernetesEmulator):
                 raise ApiError(401, "Unauthorized", "Unauthorized")
         parsed = parse_path(raw.path)
         query = raw.query
-        verb = self._verb(raw.method, parsed, query.get("watch") in ("true", "1"))
+        verb = self._verb(raw.method, parsed, query.get("watch") in _TRUE)
         if self.faults.outage:
             status = self.faults.outage_status
             raise ApiError(status, REASONS.get(status, "InternalError"), "the sandbox API server is in an outage")
@@ -341,6 +343,16 @@ class KubeEmulator(KubernetesEmulator):
 
     async def _body(self, raw: aiohttp.web.BaseRequest, optional: bool = False) -> Any:
         data = await raw.read()
+        content_type = raw.headers.get("Content-Type", "")
+        if "protobuf" in content_type:
+            try:
+                return kube_protobuf.decode(data)
+            except kube_protobuf.ProtobufError as e:
+                raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: "
+                               f"{e} - use application/json", {}) from e
+        if "cbor" in content_type:
+            raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+                           "accepted media types include: application/json, application/yaml", {})
         if not data.strip():
             if optional:
                 return None
@@ -477,7 +489,7 @@ class KubeEmulator(KubernetesEmulator):
             timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") else None
         except ValueError as e:
             raise bad_request(f"invalid parameter: {e}") from e
-        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        bookmarks = query.get("allowWatchBookmarks") in _TRUE
 
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()

@@ -1,0 +1,187 @@
+"""Real clients against the emulator: kubectl, kubernetes_asyncio and an in-process kopf operator."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+import yaml
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio import watch as k8s_watch
+
+from fluxrate.sandbox.kube_server import KubeSandbox
+from tests.sandbox.conftest import REPO, WIDGET_CRD, widget
+
+KUBECTL = Path(sys.executable).parent / "kubectl"
+
+
+async def kubectl(kube: KubeSandbox, tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        str(KUBECTL), "--kubeconfig", str(kube.kubeconfig), "--cache-dir", str(tmp_path / "kubectl-cache"), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode or 0, stdout.decode(), stderr.decode()
+
+
+def _manifests(tmp_path: Path) -> tuple[Path, Path, str]:
+    """(crds dir, manifests dir, short name) — the repo's crds/ and examples/ when they exist."""
+    crds, examples = REPO / "crds", REPO / "examples"
+    if any(crds.glob("*.yaml")) and any(examples.glob("*.yaml")):
+        return crds, examples, "inv"
+    own_crds, own = tmp_path / "crds", tmp_path / "manifests"
+    own_crds.mkdir()
+    own.mkdir()
+    (own_crds / "widgets.yaml").write_text(yaml.safe_dump(WIDGET_CRD))
+    (own / "secret.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}}))
+    (own / "widget.yaml").write_text(yaml.safe_dump(widget("w1")))
+    return own_crds, own, "wd"
+
+
+@pytest.mark.skipif(not KUBECTL.exists() and not shutil.which("kubectl"), reason="kubectl binary not installed")
+async def test_kubectl_applies_gets_and_deletes_manifests(kube: KubeSandbox, tmp_path: Path) -> None:
+    crds, manifests, short = _manifests(tmp_path)
+    code, out, err = await kubectl(kube, tmp_path, "apply", "-f", str(crds))
+    assert code == 0, err
+    assert "created" in out
+    code, out, err = await kubectl(kube, tmp_path, "create", "namespace", "demo")
+    assert code == 0, err
+
+    code, out, err = await kubectl(kube, tmp_path, "apply", "-n", "demo", "-f", str(manifests))
+    assert code == 0, err
+    assert out.count("created") == len(list(manifests.glob("*.yaml"))), out
+    assert "warning" not in err.lower(), err
+    code, out, err = await kubectl(kube, tmp_path, "apply", "-n", "demo", "-f", str(manifests))
+    assert code == 0, err  # second apply patches (merge patch for CRs, strategic merge for Secrets)
+    assert "unchanged" in out
+
+    code, out, err = await kubectl(kube, tmp_path, "get", short, "-n", "demo")
+    assert code == 0, err
+    header, *rows = out.strip().splitlines()
+    assert header.split()[0] == "NAME" and rows, out
+
+    code, out, err = await kubectl(kube, tmp_path, "delete", "-n", "demo", "-f", str(manifests))
+    assert code == 0, err
+    assert "deleted" in out
+    code, out, err = await kubectl(kube, tmp_path, "get", short, "-n", "demo", "-o", "name")
+    assert code == 0 and out.strip() == "", (out, err)
+
+
+async def test_kubectl_reports_validation_errors(kube: KubeSandbox, tmp_path: Path,
+                                                 widget_crd: dict[str, Any]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**widget("bad"), "spec": {"currency": "usd"}}))
+    code, _, err = await kubectl(kube, tmp_path, "apply", "-f", str(bad))
+    assert code != 0
+    assert "spec.currency in body should match '^[A-Z]{3}$'" in err
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(yaml.safe_dump(widget("unknown", colour="red")))
+    code, _, err = await kubectl(kube, tmp_path, "apply", "-f", str(unknown))
+    assert code != 0
+    assert 'unknown field "spec.colour"' in err
+
+
+async def test_kubernetes_asyncio_reads_and_watches_via_kubeconfig(kube: KubeSandbox,
+                                                                   widget_crd: dict[str, Any]) -> None:
+    kube.create_object({**widget("w1"), "metadata": {"name": "w1", "namespace": "default"}})
+    api_client = await k8s_config.new_client_from_config(config_file=str(kube.kubeconfig))
+    async with api_client:
+        custom = k8s_client.CustomObjectsApi(api_client)
+        obj = await custom.get_namespaced_custom_object("test.fluxrate.co", "v1", "default", "widgets", "w1")
+        assert obj["spec"] == {"currency": "USD", "size": 3, "options": {"color": "blue"}}
+        core = k8s_client.CoreV1Api(api_client)
+        await core.create_namespaced_secret("default", {"metadata": {"name": "s"}, "stringData": {"k": "v"}})
+        secret = await core.read_namespaced_secret("s", "default")
+        assert secret.data == {"k": "dg=="} and secret.type == "Opaque"
+        events = []
+        async with k8s_watch.Watch() as watcher:
+            async for event in watcher.stream(custom.list_namespaced_custom_object, "test.fluxrate.co", "v1",
+                                              "default", "widgets", timeout_seconds=1):
+                events.append((event["type"], event["object"]["metadata"]["name"]))
+        assert events == [("ADDED", "w1")]
+
+
+async def test_kopf_operator_runs_against_the_sandbox(kube: KubeSandbox, widget_crd: dict[str, Any],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig))
+    registry = kopf.OperatorRegistry()
+    deleted: list[str] = []
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_with_kubeconfig(**kwargs)  # reads $KUBECONFIG, including the CA data
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.watching.server_timeout = 5
+        settings.posting.enabled = True
+
+    @kopf.on.create("test.fluxrate.co", "v1", "widgets", registry=registry)
+    def created(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        patch.status["phase"] = "Ready"
+        kopf.info(body, reason="Ready", message="the widget is ready")
+
+    @kopf.on.delete("test.fluxrate.co", "v1", "widgets", registry=registry)
+    def removed(name: str, **_: Any) -> None:
+        deleted.append(name)
+
+    stop = asyncio.Event()
+    operator = asyncio.create_task(kopf.operator(registry=registry, standalone=True, clusterwide=True,
+                                                 stop_flag=stop))
+    try:
+        kube.create_object({**widget("w1"), "metadata": {"name": "w1", "namespace": "default"}})
+
+        async def until(predicate: Any, timeout: float = 10) -> Any:
+            async with asyncio.timeout(timeout):
+                while not (result := predicate()):
+                    assert not operator.done(), operator
+                    await asyncio.sleep(0.05)
+                return result
+
+        def current() -> dict[str, Any] | None:
+            return kube.get_object("test.fluxrate.co/v1", "widgets", "default", "w1")
+
+        obj = await until(lambda: (o := current()) and (o.get("status") or {}).get("phase") == "Ready" and o)
+        assert obj["metadata"]["finalizers"] == ["kopf.zalando.org/KopfFinalizerMarker"]
+        # kopf only settles after its annotations are written; let it go idle.
+        await asyncio.sleep(0.5)
+        settled = current()
+        assert settled is not None
+        await asyncio.sleep(0.5)
+        assert current()["metadata"]["resourceVersion"] == settled["metadata"]["resourceVersion"]  # no loops
+
+        async with kube.client() as api, api.delete("/apis/test.fluxrate.co/v1/namespaces/default/widgets/w1") as r:
+            assert r.status == 200
+        await until(lambda: current() is None)
+        assert deleted == ["w1"]
+        events = await until(lambda: kube.list_objects("v1", "events", "default"))
+        assert [(e["reason"], e["message"], e["involvedObject"]["name"]) for e in events] == [
+            ("Ready", "the widget is ready", "w1")]
+    finally:
+        stop.set()
+        await asyncio.wait_for(operator, 10)
+
+
+def test_threaded_sandbox_serves_synchronous_callers(tmp_path: Path) -> None:
+    import ssl
+    import urllib.request
+
+    from fluxrate.sandbox.kube_server import ThreadedKubeSandbox
+
+    runner = ThreadedKubeSandbox(state_dir=tmp_path / "threaded")
+    with runner as kube:
+        runner.call(kube.apply_crd, copy.deepcopy(WIDGET_CRD))
+        request = urllib.request.Request(f"{kube.url}/apis/test.fluxrate.co/v1",
+                                         headers={"Authorization": f"Bearer {kube.token}"})
+        context = ssl.create_default_context(cafile=str(kube.ca_file))
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            assert b'"Widget"' in response.read()
+    assert not os.path.exists(tmp_path / "nothing")
