@@ -369,6 +369,21 @@ async def test_invalid_invoice_from_repo_crds_is_422(api: aiohttp.ClientSession,
     assert status == 422, body
     assert body["details"]["kind"] == "Invoice"
     assert "spec.lineItems[0].quantity" in [c["field"] for c in body["details"]["causes"]]
+    assert kube.skipped_cel_rules() == []  # every rule of crds/ is enforced by the sandbox
+
+
+@pytest.mark.skipif(_load_invoice_crd() is None, reason="crds/billing.fluxrate.co_invoices.yaml not written yet")
+async def test_finalized_invoice_cannot_go_back_to_draft(api: aiohttp.ClientSession, kube: KubeSandbox) -> None:
+    await kube.apply_crds(REPO / "crds")
+    invoice = yaml.safe_load((REPO / "examples" / "03-invoice-usd.yaml").read_text())
+    url = "/apis/billing.fluxrate.co/v1alpha1/namespaces/default/invoices"
+    created = await create(api, invoice, url)
+    assert created["spec"]["state"] == "Finalized"
+    status, body = await call(api, "PATCH", f"{url}/{invoice['metadata']['name']}", {"spec": {"state": "Draft"}},
+                              MERGE)
+    assert status == 422, body
+    assert body["details"]["causes"][0]["field"] == "spec"
+    assert "Finalized invoice can only move to Void" in body["message"]
 
 
 async def test_apply_crds_from_directory(kube: KubeSandbox, tmp_path: Path) -> None:

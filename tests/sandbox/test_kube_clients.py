@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import os
 import shutil
@@ -73,6 +74,23 @@ async def test_kubectl_applies_gets_and_deletes_manifests(kube: KubeSandbox, tmp
     assert "deleted" in out
     code, out, err = await kubectl(kube, tmp_path, "get", short, "-n", "demo", "-o", "name")
     assert code == 0 and out.strip() == "", (out, err)
+
+
+async def test_kubectl_imperative_create_sends_protobuf_the_sandbox_decodes(kube: KubeSandbox,
+                                                                             tmp_path: Path) -> None:
+    code, _, err = await kubectl(kube, tmp_path, "create", "secret", "generic", "creds", "--from-literal=key=s3cret",
+                                 "--type=fluxrate.co/stripe")
+    assert code == 0, err
+    secret = kube.get_object("v1", "secrets", "default", "creds")
+    assert secret is not None
+    assert secret["data"] == {"key": base64.b64encode(b"s3cret").decode()} and secret["type"] == "fluxrate.co/stripe"
+    code, _, err = await kubectl(kube, tmp_path, "create", "configmap", "cfg", "--from-literal=a=b", "-n", "default")
+    assert code == 0, err
+    assert kube.get_object("v1", "configmaps", "default", "cfg")["data"] == {"a": "b"}
+    code, out, err = await kubectl(kube, tmp_path, "label", "configmap", "cfg", "tier=gold")
+    assert code == 0, err
+    code, out, err = await kubectl(kube, tmp_path, "get", "cm", "-l", "tier=gold", "-o", "name")
+    assert out.strip() == "configmap/cfg", err
 
 
 async def test_kubectl_reports_validation_errors(kube: KubeSandbox, tmp_path: Path,
