@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import logging
 import os
 import uuid
 from collections.abc import Mapping
@@ -21,6 +22,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from fluxrate import API_GROUP, API_VERSION
 
 MERGE_PATCH = "application/merge-patch+json"
+
+# kubernetes_asyncio logs whole response bodies, Secrets included, at DEBUG: never let it.
+logging.getLogger("kubernetes_asyncio.client.rest").setLevel(logging.INFO)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,12 @@ the base to the request path).
 
 from __future__ import annotations
 
+import logging
+
 import stripe
+
+# The SDK logs whole response bodies at DEBUG, and a webhook endpoint's body carries its signing secret.
+logging.getLogger("stripe").setLevel(logging.INFO)
 
 
 def build_stripe_client(

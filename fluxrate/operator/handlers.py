@@ -17,7 +17,7 @@ from fluxrate.operator.integrations import Event, IntegrationObject, Outcome
 from fluxrate.operator.settings import OperatorSettings
 from fluxrate.operator.stripe_clients import StripeClients
 
-PREFIX = API_GROUP
+PREFIX = f"operator.{API_GROUP}"  # kopf ignores its own prefix in diffs: keep ours out of it
 SECRET_TRIGGER_ANNOTATION = f"{API_GROUP}/secret-changed"
 INTEGRATIONS = (API_GROUP, API_VERSION, "stripeintegrations")
 
@@ -104,7 +104,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         obj = integration_object(body)
         async with runtime.lock("integration", obj.namespace, obj.name):
             outcome = await integrations.reconcile_integration(
-                obj, runtime.kube, runtime.clients, runtime.config.public_base_url
+                obj, runtime.kube, runtime.clients, runtime.config.public_base_url, runtime.config.retry_delay
             )
         apply_outcome(body, patch, outcome)
         return outcome

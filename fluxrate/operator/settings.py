@@ -32,6 +32,7 @@ class OperatorSettings:
     rate_limit_live: float = 100.0
     reconcile_interval: float = 600.0
     resync_interval: float = 300.0
+    retry_delay: float = 10.0  # first backoff after a temporary Stripe failure
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     liveness_endpoint: str | None = None
     peering: str | None = None

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import base64
+import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -97,3 +100,33 @@ class Cluster:
 @pytest.fixture
 async def cluster(kube_client: Kube) -> Cluster:
     return Cluster(kube_client)
+
+
+def secret_values(standin: StripeStandin) -> set[str]:
+    values = set(standin.keys)
+    for endpoint in standin.webhook_endpoints.values():
+        values.update(endpoint.secrets)
+    return values
+
+
+@pytest.fixture(autouse=True)
+async def no_secret_leaks(
+    kube: KubeSandbox, caplog: pytest.LogCaptureFixture, stripe_standin: StripeStandin
+) -> AsyncIterator[None]:
+    """Every operator test ends by searching logs (DEBUG included), Events and statuses for its secrets."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    sandbox = kube
+    secrets = secret_values(stripe_standin)
+    records = [*caplog.get_records("setup"), *caplog.get_records("call")]
+    haystacks = {"logs": "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in records)}
+    for plural in ("stripeintegrations", "invoices"):
+        haystacks[f"{plural} status"] = json.dumps(
+            [obj.get("status") for obj in sandbox.list_objects(GROUP_VERSION, plural)]
+        )
+    haystacks["events"] = json.dumps(sandbox.list_objects("v1", "events"))
+    for secret in secrets:
+        encoded = base64.b64encode(secret.encode()).decode()
+        for where, text in haystacks.items():
+            assert secret not in text, f"a secret leaked into {where}"
+            assert encoded not in text, f"a base64-encoded secret leaked into {where}"

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from typing import Any
 
-from fluxrate.sandbox.stripe_standin import StripeStandin
+import pytest
 
+from fluxrate.kube import decode_secret_data
+from fluxrate.models import DEFAULT_ENABLED_EVENTS
+from fluxrate.operator.main import running_operator
+from fluxrate.sandbox.stripe_standin import StripeStandin
+from fluxrate.stripe_api import build_stripe_client, close_stripe_client
+
+from ..conftest import eventually
 from .conftest import PUBLIC_BASE_URL, Cluster
 
 SI = "stripeintegrations"
@@ -33,3 +42,188 @@ async def test_valid_test_key_connects(operator, cluster: Cluster, stripe_standi
     waiting = await cluster.condition(SI, namespace, "prod", "WebhookSecretConfigured")
     assert waiting["status"] == "False" and waiting["reason"] == "WaitingForWebhookSecret"
     assert obj["status"]["webhookURL"] in waiting["message"]
+
+
+async def connected(cluster: Cluster, standin: StripeStandin, namespace: str, name: str = "prod",
+                    **spec: Any) -> tuple[str, str]:
+    account_id, key = standin.add_account()
+    await cluster.apply_secret(namespace, "stripe", {"secret-key": key})
+    await cluster.create(SI, namespace, integration(name, **spec))
+    await cluster.wait_condition(SI, namespace, name, "Ready", status="True")
+    return account_id, key
+
+
+@pytest.mark.parametrize(
+    ("secret_data", "reason", "hint"),
+    [
+        (None, "SecretNotFound", 'Secret "stripe" not found'),
+        ({"other-key": "sk_test_abcdefgh12345678"}, "SecretKeyNotFound", 'has no key "secret-key"'),
+        ({"secret-key": "pk_test_abcdefgh12345678"}, "PublishableKey", "publishable key"),
+        ({"secret-key": "sk_test_unknownunknown12345"}, "InvalidSecretKey", "Stripe rejected the key"),
+    ],
+    ids=["missing-secret", "missing-key", "publishable-key", "unknown-key"],
+)
+async def test_unusable_keys_give_distinct_reasons(
+    operator, cluster: Cluster, namespace: str, secret_data: dict[str, str] | None, reason: str, hint: str
+) -> None:
+    if secret_data is not None:
+        await cluster.apply_secret(namespace, "stripe", secret_data)
+    await cluster.create(SI, namespace, integration())
+    ready = await cluster.wait_condition(SI, namespace, "prod", "Ready", reason=reason)
+    assert ready["status"] == "False"
+    assert hint in ready["message"]
+    stalled = await cluster.condition(SI, namespace, "prod", "Stalled")
+    assert stalled and stalled["status"] == "True"
+
+
+async def test_revoked_key_flips_ready_without_retry_storm(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    _, key = await connected(cluster, stripe_standin, namespace)
+    stripe_standin.revoke_key(key)
+    await cluster.patch(SI, namespace, "prod", {"spec": {"displayName": "poke"}})
+    await cluster.wait_condition(SI, namespace, "prod", "Ready", reason="InvalidSecretKey")
+    before = stripe_standin.count_requests(path="/v1/account")
+    await asyncio.sleep(1.5)
+    assert stripe_standin.count_requests(path="/v1/account") == before
+    events = await cluster.events(namespace, "prod")
+    assert any(e["reason"] == "InvalidKey" and e["type"] == "Warning" for e in events)
+
+
+async def test_stripe_outage_gives_unknown_then_recovers(
+    kube, operator_settings, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    account_id, key = stripe_standin.add_account()
+    await cluster.apply_secret(namespace, "stripe", {"secret-key": key})
+    stripe_standin.set_faults(error_rate=1.0)
+    settings = dataclasses.replace(operator_settings, stripe_max_network_retries=0, retry_delay=0.5)
+    async with running_operator(settings):
+        await cluster.create(SI, namespace, integration())
+        ready = await cluster.wait_condition(SI, namespace, "prod", "Ready", reason="StripeUnavailable")
+        assert ready["status"] == "Unknown"
+        assert (await cluster.condition(SI, namespace, "prod", "Reconciling"))["status"] == "True"
+        stripe_standin.reset_faults()
+        await cluster.wait_condition(SI, namespace, "prod", "Ready", status="True")
+    assert (await cluster.get(SI, namespace, "prod"))["status"]["accountId"] == account_id
+
+
+async def test_secret_rotation_is_picked_up_within_seconds(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    account_id, old_key = await connected(cluster, stripe_standin, namespace)
+    new_key = stripe_standin.add_key(account_id)
+    await cluster.apply_secret(namespace, "stripe", {"secret-key": new_key})
+    await eventually(lambda: cluster.events(namespace, "prod"),
+                     lambda events: any(e["reason"] == "KeyRotated" for e in events), timeout=10)
+    stripe_standin.revoke_key(old_key)
+    assert (await cluster.condition(SI, namespace, "prod", "Ready"))["status"] == "True"
+
+
+async def test_key_of_another_account_is_not_switched_to_silently(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    account_id, _ = await connected(cluster, stripe_standin, namespace)
+    other_account, other_key = stripe_standin.add_account()
+    await cluster.apply_secret(namespace, "stripe", {"secret-key": other_key})
+    ready = await cluster.wait_condition(SI, namespace, "prod", "Ready", reason="AccountChanged", timeout=10)
+    assert other_account in ready["message"] and account_id in ready["message"]
+    assert (await cluster.get(SI, namespace, "prod"))["status"]["accountId"] == account_id
+    await cluster.patch(SI, namespace, "prod",
+                        {"metadata": {"annotations": {"billing.fluxrate.co/accept-account": other_account}}})
+    await cluster.wait_condition(SI, namespace, "prod", "Ready", status="True")
+    assert (await cluster.get(SI, namespace, "prod"))["status"]["accountId"] == other_account
+
+
+async def test_webhook_secret_reference_is_checked(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    await connected(cluster, stripe_standin, namespace,
+                    webhookSecretRef={"name": "stripe-webhook", "key": "signing-secret"})
+    found = await cluster.wait_condition(
+        SI, namespace, "prod", "WebhookSecretConfigured", reason="WebhookSecretNotFound"
+    )
+    assert found["status"] == "False"
+    await cluster.apply_secret(namespace, "stripe-webhook", {"signing-secret": "https://not-a-secret.example"})
+    bad = await cluster.wait_condition(SI, namespace, "prod", "WebhookSecretConfigured", reason="InvalidWebhookSecret")
+    assert "endpoint URL" in bad["message"]
+    await cluster.apply_secret(namespace, "stripe-webhook",
+                               {"signing-secret": "whsec_oldoldoldoldold\nwhsec_newnewnewnewnew"})
+    ok = await cluster.wait_condition(SI, namespace, "prod", "WebhookSecretConfigured", status="True")
+    assert "2 signing secrets" in ok["message"]
+
+
+async def test_disabled_integration_is_not_ready(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    await connected(cluster, stripe_standin, namespace)
+    await cluster.patch(SI, namespace, "prod", {"spec": {"active": False}})
+    ready = await cluster.wait_condition(SI, namespace, "prod", "Ready", reason="Disabled")
+    assert ready["status"] == "False" and "still recorded" in ready["message"]
+    await cluster.patch(SI, namespace, "prod", {"spec": {"active": True}})
+    await cluster.wait_condition(SI, namespace, "prod", "Ready", status="True")
+
+
+def _endpoints(standin: StripeStandin, account_id: str) -> list[Any]:
+    return [e for e in standin.webhook_endpoints.values() if e.account_id == account_id]
+
+
+async def test_managed_endpoint_lifecycle(
+    kube, operator_settings, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    settings = dataclasses.replace(operator_settings, resync_interval=0.5)
+    async with running_operator(settings):
+        account_id, _ = await connected(cluster, stripe_standin, namespace, managed=True)
+        obj = await cluster.get(SI, namespace, "prod")
+        (endpoint,) = _endpoints(stripe_standin, account_id)
+        assert obj["status"]["webhookEndpointId"] == endpoint.id
+        assert endpoint.url == obj["status"]["webhookURL"]
+        assert sorted(endpoint.enabled_events) == sorted(DEFAULT_ENABLED_EVENTS)
+        secret = await cluster.kube.read_secret_object(namespace, obj["status"]["webhookSecretName"])
+        assert secret.metadata.owner_references[0].uid == obj["metadata"]["uid"]
+        assert decode_secret_data(secret)["signing-secret"] in endpoint.secrets
+        configured = await cluster.condition(SI, namespace, "prod", "WebhookSecretConfigured")
+        assert configured["reason"] == "ManagedEndpoint"
+
+        stripe_standin.tamper_endpoint(endpoint.id, enabled_events=["charge.succeeded"])
+        await eventually(lambda: sorted(stripe_standin.webhook_endpoints[endpoint.id].enabled_events),
+                         lambda events: events == sorted(DEFAULT_ENABLED_EVENTS))
+
+        stripe_standin.delete_endpoint(endpoint.id)
+        replacement = await eventually(lambda: _endpoints(stripe_standin, account_id), lambda found: len(found) == 1
+                                       and found[0].id != endpoint.id)
+        await eventually(lambda: cluster.get(SI, namespace, "prod"),
+                         lambda o: o["status"].get("webhookEndpointId") == replacement[0].id)
+        reasons = {e["reason"] for e in await cluster.events(namespace, "prod")}
+        assert {"Connected", "EndpointRegistered", "EndpointRepaired"} <= reasons
+
+        await cluster.delete(SI, namespace, "prod")
+        await eventually(lambda: cluster.get(SI, namespace, "prod"), lambda o: o is None)
+        assert _endpoints(stripe_standin, account_id) == []
+        assert any(e["reason"] == "Disconnected" for e in await cluster.events(namespace, "prod"))
+
+
+async def test_endpoint_limit_gives_a_clear_condition(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    _account_id, key = stripe_standin.add_account()
+    client = build_stripe_client(key, api_base=stripe_standin.url, max_network_retries=0)
+    try:
+        for index in range(16):
+            await client.v1.webhook_endpoints.create_async(
+                params={"url": f"https://elsewhere.example/{index}", "enabled_events": ["*"]})
+    finally:
+        await close_stripe_client(client)
+    await cluster.apply_secret(namespace, "stripe", {"secret-key": key})
+    await cluster.create(SI, namespace, integration(managed=True))
+    ready = await cluster.wait_condition(SI, namespace, "prod", "Ready", reason="EndpointLimitReached")
+    assert "16" in ready["message"] and "managed: false" in ready["message"]
+
+
+async def test_deleting_an_integration_touches_nothing_else_in_stripe(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    _account_id, _ = await connected(cluster, stripe_standin, namespace)
+    posts_before = stripe_standin.count_requests(method="POST") + stripe_standin.count_requests(method="DELETE")
+    await cluster.delete(SI, namespace, "prod")
+    await eventually(lambda: cluster.get(SI, namespace, "prod"), lambda o: o is None)
+    assert stripe_standin.count_requests(method="POST") + stripe_standin.count_requests(method="DELETE") == posts_before
