@@ -499,8 +499,13 @@ class KubeEmulator(KubernetesEmulator):
         watcher = _Watcher(res.storage_key)
         initial: list[tuple[str, Obj]] = []
         expired = False
-        if since_rv == 0:
+        send_initial = query.get("sendInitialEvents") in _TRUE
+        if since_rv == 0 or send_initial:
+            # Streaming lists (client-go's WatchListClient) get the state as ADDED events, then a bookmark.
             initial = [("ADDED", o) for (ns, _), o in sorted(self._store[res.storage_key].items()) if matches(o)]
+            if send_initial:
+                initial.append(("BOOKMARK", {"kind": res.kind, "apiVersion": res.api_version, "metadata": {
+                    "resourceVersion": str(self._rv), "annotations": {"k8s.io/initial-events-end": "true"}}}))
         elif since_rv < self._history_floor:
             expired = True
         else:
@@ -523,8 +528,9 @@ class KubeEmulator(KubernetesEmulator):
                     "reason": "Expired", "code": 410}))
                 await response.write_eof()
                 return response
+            version = raw_version(raw)
             for kind, obj in initial:
-                await response.write(line(kind, self._present(res, obj, raw_version(raw))))
+                await response.write(line(kind, obj if kind == "BOOKMARK" else self._present(res, obj, version)))
             deadline = time.monotonic() + timeout if timeout is not None else None
             next_bookmark = time.monotonic() + self.bookmark_interval
             while True:

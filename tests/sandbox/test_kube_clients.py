@@ -69,6 +69,12 @@ async def test_kubectl_applies_gets_and_deletes_manifests(kube: KubeSandbox, tmp
     header, *rows = out.strip().splitlines()
     assert header.split()[0] == "NAME" and rows, out
 
+    # kubectl wait uses client-go's streaming list (sendInitialEvents) and then watches.
+    code, out, err = await kubectl(kube, tmp_path, "wait", short, "--all", "-n", "demo", "--timeout=10s",
+                                   "--for=jsonpath={.metadata.namespace}=demo")
+    assert code == 0, err
+    assert "condition met" in out
+
     code, out, err = await kubectl(kube, tmp_path, "delete", "-n", "demo", "-f", str(manifests))
     assert code == 0, err
     assert "deleted" in out

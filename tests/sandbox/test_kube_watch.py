@@ -64,6 +64,16 @@ async def test_watch_without_version_starts_with_existing_objects(api: aiohttp.C
     assert summary(events) == [("ADDED", "a"), ("ADDED", "b")]
 
 
+async def test_streaming_list_ends_initial_events_with_a_bookmark(api: aiohttp.ClientSession, kube: KubeSandbox,
+                                                                  widget_crd: dict[str, Any]) -> None:
+    await create(api, widget("a"))
+    events = await collect(api, {"sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan",
+                                 "allowWatchBookmarks": "true"}, count=2)
+    assert summary(events) == [("ADDED", "a"), ("BOOKMARK", "")]
+    assert events[1]["object"]["metadata"] == {"resourceVersion": str(kube.emulator.resource_version),
+                                               "annotations": {"k8s.io/initial-events-end": "true"}}
+
+
 async def test_watch_resumes_after_a_resource_version(api: aiohttp.ClientSession,
                                                       widget_crd: dict[str, Any]) -> None:
     first = await create(api, widget("a"))
