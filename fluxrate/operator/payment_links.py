@@ -1,0 +1,48 @@
+"""What fluxrate sends to Stripe for an invoice's Payment Link, computed as data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fluxrate import money
+from fluxrate.models import AfterCompletion, InvoiceSpec
+
+
+def link_metadata(namespace: str, name: str, uid: str, spec: InvoiceSpec) -> dict[str, str]:
+    """Read back by the receiver from ``data.object.metadata`` of every payment event."""
+    return {"invoice_id": name, "customer_id": spec.customer.id, "namespace": namespace, "invoice_uid": uid}
+
+
+def build_payment_link_params(
+    namespace: str, name: str, uid: str, spec: InvoiceSpec, after_completion: AfterCompletion
+) -> dict[str, Any]:
+    currency = spec.currency.lower()
+    metadata = link_metadata(namespace, name, uid, spec)
+    params: dict[str, Any] = {
+        "line_items": [
+            {
+                "price_data": {
+                    "currency": currency,
+                    "product_data": {"name": item.description},
+                    "unit_amount": money.to_minor(item.unit_amount, spec.currency),
+                },
+                "quantity": item.quantity,
+            }
+            for item in spec.line_items
+        ],
+        # Stripe copies link metadata to Checkout Sessions only; PaymentIntents need their own copy.
+        "metadata": metadata,
+        "payment_intent_data": {"metadata": dict(metadata)},
+        "restrictions": {"completed_sessions": {"limit": 1}},
+    }
+    if after_completion.type == "redirect" and after_completion.redirect_url:
+        params["after_completion"] = {"type": "redirect", "redirect": {"url": after_completion.redirect_url}}
+    else:
+        confirmation = {"custom_message": after_completion.message} if after_completion.message else {}
+        params["after_completion"] = {"type": "hosted_confirmation", "hosted_confirmation": confirmation}
+    return params
+
+
+def payment_link_idempotency_key(uid: str) -> str:
+    """One link per invoice: a retry or restart between creation and the status write replays the same link."""
+    return f"fluxrate-payment-link-{uid}"
