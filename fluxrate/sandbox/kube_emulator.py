@@ -186,6 +186,8 @@ class KubeEmulator(KubernetesEmulator):
         self._history: collections.deque[WatchEvent] = collections.deque(maxlen=history_size)
         self._history_floor = 0  # events with rv <= floor are no longer replayable
         self._watchers: set[_Watcher] = set()
+        self._uids: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {}
+        self._dependents: dict[str, set[tuple[tuple[str, str], tuple[str, str]]]] = collections.defaultdict(set)
         for res in kr.builtin_resources():
             self._defs[(res.group, res.version, res.plural)] = res
         for namespace in namespaces:
@@ -596,9 +598,28 @@ class KubeEmulator(KubernetesEmulator):
     def _commit(self, res: kr.ResourceDef, obj: Obj, old: Obj | None) -> Obj:
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
+        if old is not None:
+            self._unindex(res, old)
         self._store[res.storage_key][self._store_key(obj)] = obj
+        self._index(res, obj)
         self._emit(res, "ADDED" if old is None else "MODIFIED", obj, old)
         return obj
+
+    def _index(self, res: kr.ResourceDef, obj: Obj) -> None:
+        where = (res.storage_key, self._store_key(obj))
+        self._uids[obj["metadata"]["uid"]] = where
+        for ref in obj["metadata"].get("ownerReferences") or []:
+            self._dependents[ref.get("uid", "")].add(where)
+
+    def _unindex(self, res: kr.ResourceDef, obj: Obj) -> None:
+        where = (res.storage_key, self._store_key(obj))
+        self._uids.pop(obj["metadata"]["uid"], None)
+        for ref in obj["metadata"].get("ownerReferences") or []:
+            dependents = self._dependents.get(ref.get("uid", ""))
+            if dependents is not None:
+                dependents.discard(where)
+                if not dependents:
+                    del self._dependents[ref.get("uid", "")]
 
     def _check_rv(self, res: kr.ResourceDef, old: Obj, body: Any, *, required: bool) -> None:
         if not isinstance(body, dict):
@@ -830,6 +851,7 @@ class KubeEmulator(KubernetesEmulator):
         if self._store[res.storage_key].get(key) is None:
             return obj
         del self._store[res.storage_key][key]
+        self._unindex(res, obj)
         self._rv += 1
         final = copy.deepcopy(obj)
         final["metadata"]["resourceVersion"] = str(self._rv)
@@ -844,22 +866,20 @@ class KubeEmulator(KubernetesEmulator):
         return final
 
     def _collect_garbage(self, owner_uid: str) -> None:
-        uids = {o["metadata"]["uid"] for objs in self._store.values() for o in objs.values()}
         by_storage = {res.storage_key: res for res in self._defs.values()}
-        for res in list(by_storage.values()):
-            for obj in list(self._store[res.storage_key].values()):
-                refs = obj["metadata"].get("ownerReferences") or []
-                if not any(ref.get("uid") == owner_uid for ref in refs):
-                    continue
-                if self._store[res.storage_key].get(self._store_key(obj)) is not obj:
-                    continue  # already handled (removed or updated) by a nested collection
-                remaining = [ref for ref in refs if ref.get("uid") != owner_uid]
-                if any(ref.get("uid") in uids for ref in remaining):
-                    new = copy.deepcopy(obj)
-                    new["metadata"]["ownerReferences"] = remaining
-                    self._commit(res, new, obj)
-                else:
-                    self._delete(res, obj, {}, {})
+        for storage_key, key in sorted(self._dependents.get(owner_uid, set())):
+            obj = self._store[storage_key].get(key)
+            res = by_storage.get(storage_key)
+            if obj is None or res is None:
+                continue  # already removed by a nested collection
+            refs = obj["metadata"].get("ownerReferences") or []
+            remaining = [ref for ref in refs if ref.get("uid") != owner_uid]
+            if any(ref.get("uid") in self._uids for ref in remaining):
+                new = copy.deepcopy(obj)
+                new["metadata"]["ownerReferences"] = remaining
+                self._commit(res, new, obj)
+            else:
+                self._delete(res, obj, {}, {})
 
     def _terminate_namespace(self, namespace: str) -> None:
         for res in list(self._defs.values()):
