@@ -89,6 +89,17 @@ async def test_stale_resource_version_is_409_conflict(api: aiohttp.ClientSession
     assert status == 409
 
 
+async def test_dry_run_changes_nothing(api: aiohttp.ClientSession, kube: KubeSandbox,
+                                       widget_crd: dict[str, Any]) -> None:
+    status, obj = await call(api, "POST", f"{WIDGETS}?dryRun=All", widget("w1"))
+    assert status == 201 and obj["spec"]["size"] == 3
+    assert kube.get_object("test.fluxrate.co/v1", "widgets", "default", "w1") is None
+    await create(api, widget("w1"))
+    status, obj = await call(api, "PATCH", f"{WIDGETS}/w1?dryRun=All", {"spec": {"size": 9}}, MERGE)
+    assert status == 200 and obj["spec"]["size"] == 9
+    assert kube.get_object("test.fluxrate.co/v1", "widgets", "default", "w1")["spec"]["size"] == 3
+
+
 async def test_put_without_resource_version_is_422(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
     obj = await create(api, widget("w1"))
     del obj["metadata"]["resourceVersion"]

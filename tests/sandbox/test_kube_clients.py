@@ -209,3 +209,20 @@ def test_threaded_sandbox_serves_synchronous_callers(tmp_path: Path) -> None:
         with urllib.request.urlopen(request, context=context, timeout=10) as response:
             assert b'"Widget"' in response.read()
     assert not os.path.exists(tmp_path / "nothing")
+
+
+async def test_run_kube_sandbox_serves_until_cancelled(tmp_path: Path) -> None:
+    from fluxrate.sandbox.kube_server import run_kube_sandbox
+
+    (tmp_path / "crds").mkdir()
+    (tmp_path / "crds" / "widgets.yaml").write_text(yaml.safe_dump(WIDGET_CRD))
+    ready: asyncio.Future[KubeSandbox] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(run_kube_sandbox(state_dir=tmp_path / "state", crds=tmp_path / "crds",
+                                                on_ready=ready.set_result))
+    kube = await asyncio.wait_for(ready, 10)
+    async with kube.client() as api, api.get("/apis/test.fluxrate.co/v1/namespaces/default/widgets") as response:
+        assert response.status == 200
+    assert (tmp_path / "state" / "kubeconfig").exists()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
