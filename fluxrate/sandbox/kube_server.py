@@ -18,6 +18,7 @@ import yaml
 
 from fluxrate.sandbox.kube_emulator import KubeEmulator
 from fluxrate.sandbox.kube_faults import Faults
+from fluxrate.sandbox.kube_kopf import kopf_peering_crds, kopf_peering_object
 from fluxrate.sandbox.kube_tls import ServingPKI, generate_pki, new_token, write_kubeconfig
 
 logger = logging.getLogger(__name__)
@@ -136,6 +137,16 @@ class KubeSandbox:
 
     def apply_crd(self, crd: dict[str, Any]) -> dict[str, Any]:
         return self.emulator.apply_crd(crd)
+
+    def apply_kopf_peering(self, name: str = "default", namespaces: Iterable[str] = ()) -> None:
+        """Serve kopf's peering CRDs and create the peering objects (cluster-wide, and per namespace)."""
+        for crd in kopf_peering_crds():
+            self.apply_crd(crd)
+        for namespace in [None, *namespaces]:
+            body = kopf_peering_object(name, namespace)
+            plural = "kopfpeerings" if namespace else "clusterkopfpeerings"
+            if self.get_object("kopf.dev/v1", plural, namespace, name) is None:
+                self.create_object(body)
 
     def create_object(self, body: dict[str, Any]) -> dict[str, Any]:
         return self.emulator.create_object(body)

@@ -94,3 +94,13 @@ def widget_crd(kube: KubeSandbox) -> dict[str, Any]:
 async def api(kube: KubeSandbox) -> AsyncIterator[aiohttp.ClientSession]:
     async with kube.client(timeout=aiohttp.ClientTimeout(total=20)) as session:
         yield session
+
+
+async def until(predicate: Any, timeout: float = 10, interval: float = 0.05) -> Any:
+    """Poll until predicate() is truthy (return it) or fail after `timeout` seconds."""
+    import asyncio
+
+    async with asyncio.timeout(timeout):
+        while not (result := predicate()):  # noqa: ASYNC110 -- polls state that has no change event
+            await asyncio.sleep(interval)
+        return result

@@ -19,7 +19,7 @@ from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio import watch as k8s_watch
 
 from fluxrate.sandbox.kube_server import KubeSandbox
-from tests.sandbox.conftest import REPO, WIDGET_CRD, widget
+from tests.sandbox.conftest import REPO, WIDGET_CRD, until, widget
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 
@@ -226,3 +226,36 @@ async def test_run_kube_sandbox_serves_until_cancelled(tmp_path: Path) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_kopf_with_peering_registers_itself(kube: KubeSandbox, widget_crd: dict[str, Any],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig))
+    kube.apply_kopf_peering()
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.create("test.fluxrate.co", "v1", "widgets", registry=registry)
+    def created(patch: kopf.Patch, **_: Any) -> None:
+        patch.status["phase"] = "Ready"
+
+    def peers() -> dict[str, Any]:
+        peering = kube.get_object("kopf.dev/v1", "clusterkopfpeerings", None, "default")
+        return (peering or {}).get("status") or {}
+
+    stop = asyncio.Event()
+    operator = asyncio.create_task(kopf.operator(registry=registry, clusterwide=True, peering_name="default",
+                                                 stop_flag=stop))
+    try:
+        [(identity, peer)] = (await until(peers)).items()
+        assert peer["lifetime"] == 60
+        kube.create_object({**widget("w1"), "metadata": {"name": "w1", "namespace": "default"}})
+        await until(lambda: (kube.get_object("test.fluxrate.co/v1", "widgets", "default", "w1").get("status")
+                             or {}).get("phase") == "Ready")
+    finally:
+        stop.set()
+        await asyncio.wait_for(operator, 10)
+    assert identity not in peers()  # kopf removes itself from the peering on exit
