@@ -285,6 +285,9 @@ class KubeEmulator(KubernetesEmulator):
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         if parsed.subresource is not None and parsed.subresource not in res.subresources:
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
+        if parsed.subresource is not None and verb not in ("get", "update", "patch"):
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource",
+                           {})
         if res.namespaced and parsed.namespace is None and verb not in ("list", "watch"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         namespace = parsed.namespace if res.namespaced else None
@@ -520,7 +523,11 @@ class KubeEmulator(KubernetesEmulator):
         if not expired:
             self._watchers.add(watcher)
 
+        as_table = "as=Table" in raw.headers.get("Accept", "")
+
         def line(kind: str, obj: Obj) -> bytes:
+            if as_table and kind in ("ADDED", "MODIFIED", "DELETED"):
+                obj = kr.table(res, [obj], obj["metadata"].get("resourceVersion", ""))  # as `kubectl get -w` asks
             return json.dumps({"type": kind, "object": obj}).encode() + b"\n"
 
         try:

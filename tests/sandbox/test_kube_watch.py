@@ -230,3 +230,21 @@ async def test_latency_knob(api: aiohttp.ClientSession, kube: KubeSandbox, laten
     async with api.get("/api/v1/namespaces") as response:
         assert response.status == 200
     assert time.monotonic() - start >= latency
+
+
+async def test_table_watch_for_kubectl_get_w(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    await create(api, widget("a", size=2))
+    headers = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}
+    async with asyncio.timeout(5), api.get(WIDGETS, params={"watch": "true"}, headers=headers) as response:
+        event = json.loads(await response.content.readline())
+    assert event["type"] == "ADDED" and event["object"]["kind"] == "Table"
+    assert event["object"]["rows"][0]["cells"] == ["a", None, None, 2]
+
+
+async def test_subresources_only_take_get_update_patch(api: aiohttp.ClientSession,
+                                                       widget_crd: dict[str, Any]) -> None:
+    await create(api, widget("a"))
+    async with api.delete(f"{WIDGETS}/a/status") as response:
+        assert response.status == 405
+    async with api.get(f"{WIDGETS}/a") as response:
+        assert response.status == 200
