@@ -661,8 +661,7 @@ class KubeEmulator(KubernetesEmulator):
         meta = obj.get("metadata")
         if meta is None:
             meta = obj["metadata"] = {}
-        if not isinstance(meta, dict):
-            raise bad_request("metadata must be an object")
+        _check_meta(res, meta)
         if res.namespaced:
             if meta.get("namespace") and namespace and meta["namespace"] != namespace:
                 raise bad_request("the namespace of the provided object does not match the namespace sent on the "
@@ -716,8 +715,7 @@ class KubeEmulator(KubernetesEmulator):
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be an object")
         new: Obj = copy.deepcopy(body)
-        if not isinstance(new.get("metadata") or {}, dict):
-            raise bad_request("metadata must be an object")
+        _check_meta(res, new.get("metadata") or {})
         name = old["metadata"]["name"]
         if (new.get("metadata") or {}).get("name") not in (None, name):
             raise bad_request(f"the name of the object ({new['metadata']['name']}) does not match the name on the "
@@ -1017,3 +1015,20 @@ class KubeEmulator(KubernetesEmulator):
 
 def raw_version(raw: aiohttp.web.BaseRequest) -> str | None:
     return parse_path(raw.path).version
+
+
+def _check_meta(res: kr.ResourceDef, meta: Any) -> None:
+    """Shapes the real server's decoder refuses (400) before any validation runs."""
+    problem = None
+    if not isinstance(meta, dict):
+        problem = "metadata must be an object"
+    else:
+        for key in ("labels", "annotations"):
+            value = meta.get(key)
+            if value is not None and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
+                problem = f"json: cannot unmarshal into Go struct field ObjectMeta.metadata.{key} of type string"
+        finalizers = meta.get("finalizers")
+        if finalizers is not None and not (isinstance(finalizers, list) and all(isinstance(f, str) for f in finalizers)):
+            problem = "json: cannot unmarshal into Go struct field ObjectMeta.metadata.finalizers of type string"
+    if problem is not None:
+        raise bad_request(f"{res.kind} in version \"{res.version}\" cannot be handled as a {res.kind}: {problem}")
