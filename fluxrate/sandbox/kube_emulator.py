@@ -1028,7 +1028,8 @@ def _check_meta(res: kr.ResourceDef, meta: Any) -> None:
             if value is not None and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
                 problem = f"json: cannot unmarshal into Go struct field ObjectMeta.metadata.{key} of type string"
         finalizers = meta.get("finalizers")
-        if finalizers is not None and not (isinstance(finalizers, list) and all(isinstance(f, str) for f in finalizers)):
+        if finalizers is not None and not (
+                isinstance(finalizers, list) and all(isinstance(f, str) for f in finalizers)):
             problem = "json: cannot unmarshal into Go struct field ObjectMeta.metadata.finalizers of type string"
     if problem is not None:
         raise bad_request(f"{res.kind} in version \"{res.version}\" cannot be handled as a {res.kind}: {problem}")

@@ -410,3 +410,9 @@ async def test_apply_crds_from_directory(kube: KubeSandbox, tmp_path: Path) -> N
     applied = await kube.apply_crds(tmp_path / "crds")
     assert [c["metadata"]["name"] for c in applied] == ["widgets.test.fluxrate.co"]
     assert kube.emulator.find_resource("test.fluxrate.co/v1", "widgets").kind == "Widget"
+
+
+async def test_non_string_labels_are_400(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    status, body = await call(api, "POST", WIDGETS, {**widget(), "metadata": {"name": "w1", "labels": {"n": 1}}})
+    assert status == 400 and body["reason"] == "BadRequest"
+    assert "metadata.labels" in body["message"]
