@@ -1,0 +1,199 @@
+"""One webhook delivery, from raw body to answer: verify, match, apply, and record what happened.
+
+``DeliveryProcessor.handle`` never raises; its ``Answer`` says the HTTP status. A 2xx is only answered after the
+invoice status write returned (durable); anything that may have left the work undone answers 5xx so Stripe retries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from fluxrate import conditions as cond
+from fluxrate.invoice_status import ConflictPersisted, InvoiceGone
+from fluxrate.kube import Kube, ObjectRef
+from fluxrate.payments import apply_report, report_from_event
+from fluxrate.webhook_receiver.dedupe import RecentEvents
+from fluxrate.webhook_receiver.deliveries import DeliveryRecord, DeliveryRecorder
+from fluxrate.webhook_receiver.events import EventPoster
+from fluxrate.webhook_receiver.logs import log_delivery
+from fluxrate.webhook_receiver.metrics import ReceiverMetrics
+from fluxrate.webhook_receiver.secrets_cache import TRANSIENT_ERRORS, IntegrationCache, IntegrationInfo, KubeUnavailable
+from fluxrate.webhook_receiver.settings import ReceiverSettings
+from fluxrate.webhook_receiver.verification import SignatureRejected, verify
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    outcome: str
+    reason: str | None = None
+    event_id: str | None = None
+    event_type: str | None = None
+    invoice: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        body = {"outcome": self.outcome, "eventId": self.event_id, "invoice": self.invoice, "reason": self.reason}
+        return {k: v for k, v in body.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    namespace: str
+    integration: str
+    body: bytes
+    signature: str | None
+    received: float  # monotonic clock when the request arrived
+
+
+def parse_event(body: bytes) -> Mapping[str, Any] | None:
+    """The Stripe event, or None when the body is not a JSON object with an id and a type."""
+    try:
+        event = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+        return None
+    return event
+
+
+def livemode_problem(event: Mapping[str, Any], info: IntegrationInfo) -> str | None:
+    live = event.get("livemode")
+    if info.mode not in ("live", "test") or not isinstance(live, bool) or live == (info.mode == "live"):
+        return None
+    return (f"a {'live' if live else 'test'}-mode event reached a {info.mode}-mode integration: "
+            f"point the {'live' if live else 'test'}-mode Stripe endpoint at the integration of that mode")
+
+
+class DeliveryProcessor:
+    def __init__(
+        self, settings: ReceiverSettings, kube: Kube, cache: IntegrationCache, recorder: DeliveryRecorder,
+        events: EventPoster, metrics: ReceiverMetrics, recent: RecentEvents,
+        *, wall_clock: Callable[[], float] = time.time, clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.cache = cache
+        self.recorder = recorder
+        self.events = events
+        self.metrics = metrics
+        self.recent = recent
+        self.wall_clock = wall_clock
+        self.clock = clock
+
+    async def handle(self, delivery: Delivery) -> Answer:
+        received_at = cond.timestamp()
+        info: IntegrationInfo | None = None
+        try:
+            info, answer = await self._process(delivery)
+        except Exception:  # never a stack trace in an answer; Stripe retries a 500
+            log.exception("delivery to %s/%s failed unexpectedly", delivery.namespace, delivery.integration)
+            answer = Answer(500, "error", "internal error; Stripe will redeliver")
+        seconds = self.clock() - delivery.received
+        self.metrics.observe(answer.outcome, answer.event_type, seconds)
+        if info is not None:
+            self.recorder.record(delivery.namespace, delivery.integration, DeliveryRecord(
+                outcome=answer.outcome, time=received_at, event_id=answer.event_id, type=answer.event_type,
+                invoice=answer.invoice, reason=answer.reason,
+            ))
+        log_delivery({
+            "namespace": delivery.namespace, "integration": delivery.integration, "eventId": answer.event_id,
+            "type": answer.event_type, "outcome": answer.outcome, "status": answer.status, "invoice": answer.invoice,
+            "reason": answer.reason, "bytes": len(delivery.body), "durationMs": round(seconds * 1000, 1),
+        })
+        return answer
+
+    async def _process(self, d: Delivery) -> tuple[IntegrationInfo | None, Answer]:
+        if not self.settings.serves(d.namespace):
+            return None, Answer(404, "unmatched", "no such integration")
+        try:
+            info = await self.cache.get(d.namespace, d.integration)
+        except KubeUnavailable as exc:
+            log.warning("cannot load integration %s/%s: %s", d.namespace, d.integration, exc)
+            return None, Answer(503, "error", "the Kubernetes API is unavailable; Stripe will redeliver")
+        if info is None:
+            return None, Answer(404, "unmatched", "no such integration")
+
+        try:
+            info = await self._verify(d, info)
+        except SignatureRejected as exc:
+            self._signature_event(info, exc)
+            return info, Answer(400, "signature_failed", exc.message)
+
+        event = parse_event(d.body)
+        if event is None:
+            return info, Answer(400, "ignored", "the body is not a JSON Stripe event")
+        base = {"event_id": event["id"], "event_type": event["type"]}
+
+        problem = livemode_problem(event, info)
+        if problem:
+            self.events.post(info.ref, "LivemodeMismatch", f"Ignored {event['type']} {event['id']}: {problem}.",
+                             "Warning", at_most_every=self.settings.signature_event_interval)
+            return info, Answer(200, "ignored", problem, **base)
+
+        seen, invoice_name = self.recent.get(d.namespace, d.integration, event["id"])
+        if seen:
+            return info, Answer(200, "duplicate", "event already applied", invoice=invoice_name, **base)
+
+        report = report_from_event(event)
+        if report is None:
+            return info, Answer(200, "ignored", f"fluxrate does not act on {event['type']}", **base)
+        if not report.invoice_id:
+            return info, Answer(200, "unmatched", "no fluxrate invoice_id in the metadata", **base)
+
+        try:
+            decision, invoice = await apply_report(self.kube, d.namespace, report, integration=d.integration)
+        except InvoiceGone:
+            return info, Answer(200, "unmatched", f"invoice {report.invoice_id} was deleted", **base)
+        except ConflictPersisted:
+            return info, Answer(503, "error", "the invoice kept changing; Stripe will redeliver", **base)
+        except ApiException as exc:
+            log.warning("writing invoice %s/%s failed: HTTP %s", d.namespace, report.invoice_id, exc.status)
+            return info, Answer(503, "error", f"the Kubernetes API answered {exc.status}; Stripe will redeliver",
+                                **base)
+        except TRANSIENT_ERRORS as exc:
+            log.warning("writing invoice %s/%s failed: %s", d.namespace, report.invoice_id, type(exc).__name__)
+            return info, Answer(503, "error", "the Kubernetes API is unavailable; Stripe will redeliver", **base)
+
+        name = invoice["metadata"]["name"] if invoice else None
+        if decision.outcome in ("applied", "duplicate"):
+            self.recent.add(d.namespace, d.integration, event["id"], name)
+        if invoice is not None:
+            ref = ObjectRef(kind="Invoice", namespace=d.namespace, name=name or "", uid=invoice["metadata"].get("uid"))
+            for type_, reason, message in decision.events:
+                self.events.post(ref, reason, message, type_)
+            if decision.outcome != "applied" and not decision.events:
+                self.events.post(ref, "WebhookDelivery",
+                                 f"Stripe event {event['type']} {event['id']}: {decision.outcome} ({decision.reason}).")
+        return info, Answer(200, decision.outcome, None if decision.outcome == "applied" else decision.reason,
+                            invoice=name, **base)
+
+    async def _verify(self, d: Delivery, info: IntegrationInfo) -> IntegrationInfo:
+        """The integration as verified (refreshed after a miss, so a rotated secret works at once)."""
+        tolerance = self.settings.signature_tolerance
+        try:
+            verify(d.body, d.signature, info.secrets, tolerance=tolerance, now=self.wall_clock())
+            return info
+        except SignatureRejected as exc:
+            if exc.problem not in ("mismatch", "no_secret"):
+                raise
+            fresh = await self.cache.refresh_after_miss(d.namespace, d.integration, since=d.received)
+            if fresh is None or fresh.secrets == info.secrets:
+                raise
+        verify(d.body, d.signature, fresh.secrets, tolerance=tolerance, now=self.wall_clock())
+        return fresh
+
+    def _signature_event(self, info: IntegrationInfo, exc: SignatureRejected) -> None:
+        message = f"Rejected a webhook delivery: {exc.message}"
+        if exc.problem == "no_secret" and info.secret_problem:
+            message += f" ({info.secret_problem})"
+        self.events.post(info.ref, "WebhookSignatureFailed", message, "Warning",
+                         at_most_every=self.settings.signature_event_interval)
