@@ -103,6 +103,7 @@ def resources_from_crd(crd: dict[str, Any]) -> list[ResourceDef]:
             subresources={k for k in (version.get("subresources") or {}) if k in ("status", "scale")},
             schema=schema, printer_columns=list(version.get("additionalPrinterColumns") or []),
             crd_name=crd["metadata"]["name"],
+            field_selectors={f["jsonPath"].lstrip(".") for f in version.get("selectableFields") or []},
         ))
     return result
 

@@ -29,6 +29,7 @@ WIDGET_CRD: dict[str, Any] = {
         "versions": [{
             "name": "v1", "served": True, "storage": True,
             "subresources": {"status": {}},
+            "selectableFields": [{"jsonPath": ".spec.currency"}],
             "additionalPrinterColumns": [
                 {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                 {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},

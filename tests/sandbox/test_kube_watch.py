@@ -150,6 +150,9 @@ async def test_field_selectors(api: aiohttp.ClientSession, widget_crd: dict[str,
     async with api.get("/apis/test.fluxrate.co/v1/widgets",
                        params={"fieldSelector": "metadata.namespace!=default"}) as response:
         assert (await response.json())["items"] == []
+    await create(api, {**widget("c"), "spec": {"currency": "EUR"}})
+    async with api.get(WIDGETS, params={"fieldSelector": "spec.currency=EUR"}) as response:  # selectableFields
+        assert [i["metadata"]["name"] for i in (await response.json())["items"]] == ["c"]
     async with api.get(WIDGETS, params={"fieldSelector": "spec.size=3"}) as response:
         assert response.status == 400
         assert (await response.json())["message"] == "field label not supported: spec.size"
