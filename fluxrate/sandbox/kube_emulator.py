@@ -662,6 +662,8 @@ class KubeEmulator(KubernetesEmulator):
         if meta is None:
             meta = obj["metadata"] = {}
         _check_meta(res, meta)
+        if meta.get("resourceVersion"):
+            raise bad_request("resourceVersion should not be set on objects to be created")
         if res.namespaced:
             if meta.get("namespace") and namespace and meta["namespace"] != namespace:
                 raise bad_request("the namespace of the provided object does not match the namespace sent on the "

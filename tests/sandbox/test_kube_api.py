@@ -63,6 +63,9 @@ async def test_create_existing_is_409_already_exists(api: aiohttp.ClientSession,
     assert status == 409
     assert body["reason"] == "AlreadyExists"
     assert body["message"] == 'widgets.test.fluxrate.co "w1" already exists'
+    status, body = await call(api, "POST", WIDGETS, {**widget("w2"), "metadata": {"name": "w2",
+                                                                                    "resourceVersion": "1"}})
+    assert status == 400 and body["message"] == "resourceVersion should not be set on objects to be created"
 
 
 async def test_missing_object_is_404_with_details(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
