@@ -476,9 +476,24 @@ class KubeEmulator(KubernetesEmulator):
                 if (namespace is None or ns == namespace) and matches(o)]
 
     def _list(self, res: kr.ResourceDef, namespace: str | None, query: Any) -> Obj:
-        return {"kind": f"{res.kind}List", "apiVersion": res.api_version,
-                "metadata": {"resourceVersion": str(self._rv)},
-                "items": [self._present(res, o) for o in self._select(res, namespace, query)]}
+        items = self._select(res, namespace, query)
+        meta: Obj = {"resourceVersion": str(self._rv)}
+        if query.get("continue"):
+            # Pages continue from the last key in the current state (a real server reads a snapshot at the
+            # first page's resourceVersion; with etcd compaction that snapshot can also expire: 410).
+            try:
+                after = tuple(json.loads(base64.urlsafe_b64decode(query["continue"]))["after"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise bad_request("continue key is not valid: illegal base64 data") from e
+            items = [o for o in items if self._store_key(o) > after]
+        limit = int(query["limit"]) if str(query.get("limit") or "").isdigit() else 0
+        if 0 < limit < len(items):
+            meta["remainingItemCount"] = len(items) - limit
+            items = items[:limit]
+            meta["continue"] = base64.urlsafe_b64encode(json.dumps(
+                {"after": list(self._store_key(items[-1])), "rv": self._rv}).encode()).decode()
+        return {"kind": f"{res.kind}List", "apiVersion": res.api_version, "metadata": meta,
+                "items": [self._present(res, o) for o in items]}
 
     async def _serve_watch(self, raw: aiohttp.web.BaseRequest, res: kr.ResourceDef, namespace: str | None,
                            name: str | None) -> aiohttp.web.StreamResponse:

@@ -56,6 +56,24 @@ async def test_list_carries_kind_and_resource_version(api: aiohttp.ClientSession
     assert listing["items"][0]["kind"] == "Widget"
 
 
+async def test_list_pagination_with_limit_and_continue(api: aiohttp.ClientSession,
+                                                       widget_crd: dict[str, Any]) -> None:
+    for name in "abcde":
+        await create(api, widget(name))
+    names: list[str] = []
+    params = {"limit": "2"}
+    pages = 0
+    while True:
+        async with api.get(WIDGETS, params=params) as response:
+            page = await response.json()
+        pages += 1
+        names += [i["metadata"]["name"] for i in page["items"]]
+        if not page["metadata"].get("continue"):
+            break
+        params = {"limit": "2", "continue": page["metadata"]["continue"]}
+    assert names == list("abcde") and pages == 3
+
+
 async def test_watch_without_version_starts_with_existing_objects(api: aiohttp.ClientSession,
                                                                   widget_crd: dict[str, Any]) -> None:
     await create(api, widget("a"))
