@@ -23,6 +23,7 @@ from fluxrate.webhook_receiver.secrets_cache import PLURAL, TRANSIENT_ERRORS
 log = logging.getLogger(__name__)
 
 RECENT_LIMIT = 50
+MAX_PENDING_INTEGRATIONS = 5000  # bounds memory when the API is down and traffic names unknown integrations
 REASON_LIMIT = 300
 
 
@@ -80,13 +81,18 @@ class DeliveryRecorder:
         self.interval = interval
         self.attempts = attempts
         self.flush_failures = 0
+        self.dropped = 0
         self._pending: dict[tuple[str, str], Pending] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
     def record(self, namespace: str, integration: str, record: DeliveryRecord) -> None:
-        self._pending.setdefault((namespace, integration), Pending()).add(record)
+        key = (namespace, integration)
+        if key not in self._pending and len(self._pending) >= MAX_PENDING_INTEGRATIONS:
+            self.dropped += 1
+            return
+        self._pending.setdefault(key, Pending()).add(record)
 
     @property
     def pending(self) -> int:

@@ -91,15 +91,16 @@ class DeliveryProcessor:
 
     async def handle(self, delivery: Delivery) -> Answer:
         received_at = cond.timestamp()
-        info: IntegrationInfo | None = None
+        known = False
         try:
-            info, answer = await self._process(delivery)
+            known, answer = await self._process(delivery)
         except Exception:  # never a stack trace in an answer; Stripe retries a 500
             log.exception("delivery to %s/%s failed unexpectedly", delivery.namespace, delivery.integration)
             answer = Answer(500, "error", "internal error; Stripe will redeliver")
+            known = True
         seconds = self.clock() - delivery.received
         self.metrics.observe(answer.outcome, answer.event_type, seconds)
-        if info is not None:
+        if known:
             self.recorder.record(delivery.namespace, delivery.integration, DeliveryRecord(
                 outcome=answer.outcome, time=received_at, event_id=answer.event_id, type=answer.event_type,
                 invoice=answer.invoice, reason=answer.reason,
@@ -111,57 +112,59 @@ class DeliveryProcessor:
         })
         return answer
 
-    async def _process(self, d: Delivery) -> tuple[IntegrationInfo | None, Answer]:
+    async def _process(self, d: Delivery) -> tuple[bool, Answer]:
+        """(whether the integration's status should show the delivery, the answer)."""
         if not self.settings.serves(d.namespace):
-            return None, Answer(404, "unmatched", "no such integration")
+            return False, Answer(404, "unmatched", "no such integration")
         try:
             info = await self.cache.get(d.namespace, d.integration)
         except KubeUnavailable as exc:
             log.warning("cannot load integration %s/%s: %s", d.namespace, d.integration, exc)
-            return None, Answer(503, "error", "the Kubernetes API is unavailable; Stripe will redeliver")
+            # recorded: the flush drops it if the integration turns out not to exist
+            return True, Answer(503, "error", "the Kubernetes API is unavailable; Stripe will redeliver")
         if info is None:
-            return None, Answer(404, "unmatched", "no such integration")
+            return False, Answer(404, "unmatched", "no such integration")
 
         try:
             info = await self._verify(d, info)
         except SignatureRejected as exc:
             self._signature_event(info, exc)
-            return info, Answer(400, "signature_failed", exc.message)
+            return True, Answer(400, "signature_failed", exc.message)
 
         event = parse_event(d.body)
         if event is None:
-            return info, Answer(400, "ignored", "the body is not a JSON Stripe event")
+            return True, Answer(400, "ignored", "the body is not a JSON Stripe event")
         base = {"event_id": event["id"], "event_type": event["type"]}
 
         problem = livemode_problem(event, info)
         if problem:
             self.events.post(info.ref, "LivemodeMismatch", f"Ignored {event['type']} {event['id']}: {problem}.",
                              "Warning", at_most_every=self.settings.signature_event_interval)
-            return info, Answer(200, "ignored", problem, **base)
+            return True, Answer(200, "ignored", problem, **base)
 
         seen, invoice_name = self.recent.get(d.namespace, d.integration, event["id"])
         if seen:
-            return info, Answer(200, "duplicate", "event already applied", invoice=invoice_name, **base)
+            return True, Answer(200, "duplicate", "event already applied", invoice=invoice_name, **base)
 
         report = report_from_event(event)
         if report is None:
-            return info, Answer(200, "ignored", f"fluxrate does not act on {event['type']}", **base)
+            return True, Answer(200, "ignored", f"fluxrate does not act on {event['type']}", **base)
         if not report.invoice_id:
-            return info, Answer(200, "unmatched", "no fluxrate invoice_id in the metadata", **base)
+            return True, Answer(200, "unmatched", "no fluxrate invoice_id in the metadata", **base)
 
         try:
             decision, invoice = await apply_report(self.kube, d.namespace, report, integration=d.integration)
         except InvoiceGone:
-            return info, Answer(200, "unmatched", f"invoice {report.invoice_id} was deleted", **base)
+            return True, Answer(200, "unmatched", f"invoice {report.invoice_id} was deleted", **base)
         except ConflictPersisted:
-            return info, Answer(503, "error", "the invoice kept changing; Stripe will redeliver", **base)
+            return True, Answer(503, "error", "the invoice kept changing; Stripe will redeliver", **base)
         except ApiException as exc:
             log.warning("writing invoice %s/%s failed: HTTP %s", d.namespace, report.invoice_id, exc.status)
-            return info, Answer(503, "error", f"the Kubernetes API answered {exc.status}; Stripe will redeliver",
+            return True, Answer(503, "error", f"the Kubernetes API answered {exc.status}; Stripe will redeliver",
                                 **base)
         except TRANSIENT_ERRORS as exc:
             log.warning("writing invoice %s/%s failed: %s", d.namespace, report.invoice_id, type(exc).__name__)
-            return info, Answer(503, "error", "the Kubernetes API is unavailable; Stripe will redeliver", **base)
+            return True, Answer(503, "error", "the Kubernetes API is unavailable; Stripe will redeliver", **base)
 
         name = invoice["metadata"]["name"] if invoice else None
         if decision.outcome in ("applied", "duplicate"):
@@ -173,7 +176,7 @@ class DeliveryProcessor:
             if decision.outcome != "applied" and not decision.events:
                 self.events.post(ref, "WebhookDelivery",
                                  f"Stripe event {event['type']} {event['id']}: {decision.outcome} ({decision.reason}).")
-        return info, Answer(200, decision.outcome, None if decision.outcome == "applied" else decision.reason,
+        return True, Answer(200, decision.outcome, None if decision.outcome == "applied" else decision.reason,
                             invoice=name, **base)
 
     async def _verify(self, d: Delivery, info: IntegrationInfo) -> IntegrationInfo:
