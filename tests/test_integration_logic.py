@@ -50,7 +50,8 @@ def test_owned_secret_name_stays_a_valid_name() -> None:
 
 
 def test_next_step_names_url_events_and_the_secret_to_create() -> None:
-    text = next_step_for_webhook_secret("https://x/api/v1/webhooks/stripe/ns/prod", DEFAULT_ENABLED_EVENTS, "ns", "prod")
+    url = "https://x/api/v1/webhooks/stripe/ns/prod"
+    text = next_step_for_webhook_secret(url, DEFAULT_ENABLED_EVENTS, "ns", "prod")
     assert "https://x/api/v1/webhooks/stripe/ns/prod" in text
     assert all(event in text for event in DEFAULT_ENABLED_EVENTS)
     assert "whsec_" in text and "webhookSecretRef" in text

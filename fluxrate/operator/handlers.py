@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from typing import Any
 
 import kopf
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from fluxrate import API_GROUP, API_VERSION
 from fluxrate.kube import Kube
 from fluxrate.models import StripeIntegrationSpec
-from fluxrate.operator import integrations
+from fluxrate.operator import integrations, invoices
 from fluxrate.operator.integrations import Event, IntegrationObject, Outcome
 from fluxrate.operator.settings import OperatorSettings
 from fluxrate.operator.stripe_clients import StripeClients
 
 PREFIX = f"operator.{API_GROUP}"  # kopf ignores its own prefix in diffs: keep ours out of it
 SECRET_TRIGGER_ANNOTATION = f"{API_GROUP}/secret-changed"
+INTEGRATION_READY_ANNOTATION = f"{API_GROUP}/integration-ready"
 INTEGRATIONS = (API_GROUP, API_VERSION, "stripeintegrations")
+INVOICES = (API_GROUP, API_VERSION, "invoices")
+
+
+def backoff(base: float, retry: int, cap: float = 600.0) -> float:
+    return min(base * 2 ** min(retry, 10), cap)
 
 
 class Runtime:
@@ -35,6 +43,7 @@ class Runtime:
             rate_limit_live=config.rate_limit_live,
         )
         self.locks: defaultdict[tuple[str, str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.invoices = invoices.Reconciler(kube, self.clients, config)
 
     def lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
         return self.locks[(kind, namespace, name)]
@@ -109,21 +118,43 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         apply_outcome(body, patch, outcome)
         return outcome
 
-    @kopf.on.resume(*INTEGRATIONS, registry=registry)
-    @kopf.on.create(*INTEGRATIONS, registry=registry)
-    @kopf.on.update(*INTEGRATIONS, registry=registry)
-    async def integration_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    async def poke_waiting_invoices(body: Any, memo: kopf.Memo, waiting: kopf.Index[tuple[str, str], str]) -> None:
+        """The integration is usable: wake the invoices that wait for it (no polling of every invoice)."""
+        runtime: Runtime = memo.runtime
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        entry = runtime.clients.get(namespace, name)
+        if entry is None or not (entry.ready and entry.active) or (namespace, name) not in waiting:
+            return
+        marker = str(body["metadata"].get("resourceVersion"))
+        poke = {"metadata": {"annotations": {INTEGRATION_READY_ANNOTATION: marker}}}
+        for invoice in set(waiting[(namespace, name)]):
+            with contextlib.suppress(ApiException):
+                await runtime.kube.patch_object("invoices", namespace, invoice, poke)
+
+    @kopf.on.resume(*INTEGRATIONS, registry=registry, backoff=config.retry_delay)
+    @kopf.on.create(*INTEGRATIONS, registry=registry, backoff=config.retry_delay)
+    @kopf.on.update(*INTEGRATIONS, registry=registry, backoff=config.retry_delay)
+    async def integration_changed(
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int,
+        waiting_invoices: kopf.Index[tuple[str, str], str], **_: Any,
+    ) -> None:
         outcome = await reconcile(body, patch, memo)
         if outcome.retry_after is not None:
-            raise kopf.TemporaryError(outcome.status["conditions"][0]["message"], delay=outcome.retry_after)
+            raise kopf.TemporaryError(outcome.status["conditions"][0]["message"],
+                                      delay=backoff(outcome.retry_after, retry))
+        await poke_waiting_invoices(body, memo, waiting_invoices)
 
     @kopf.timer(*INTEGRATIONS, registry=registry, interval=config.resync_interval,
                 initial_delay=config.resync_interval, idle=min(60.0, config.resync_interval))
-    async def integration_resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    async def integration_resync(
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
+        waiting_invoices: kopf.Index[tuple[str, str], str], **_: Any,
+    ) -> None:
         """Re-verify the key and repair the managed endpoint's drift (edited or deleted in Stripe)."""
         if body["metadata"].get("deletionTimestamp"):
             return
         await reconcile(body, patch, memo)
+        await poke_waiting_invoices(body, memo, waiting_invoices)
 
     @kopf.on.delete(*INTEGRATIONS, registry=registry, retries=5, backoff=5)
     async def integration_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -152,3 +183,87 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
             except Exception as exc:  # the integration may be going away; the resync timer still catches up
                 if not getattr(exc, "status", None) == 404:
                     raise
+
+    # --- Invoice -------------------------------------------------------------------------------------------
+
+    @kopf.index(*INVOICES, registry=registry, id="waiting_invoices")
+    def waiting_invoices(
+        namespace: str, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+    ) -> dict[tuple[str, str], str] | None:
+        """Finalized invoices without a payment link yet, by the integration they wait for."""
+        if spec.get("state") != "Finalized" or status.get("paymentLink"):
+            return None
+        if status.get("phase") in ("Paid", "Failed", "Void"):
+            return None
+        return {(namespace, spec.get("integrationRef", {}).get("name", "")): name}
+
+    @kopf.on.resume(*INVOICES, registry=registry, backoff=config.retry_delay)
+    @kopf.on.create(*INVOICES, registry=registry, backoff=config.retry_delay)
+    @kopf.on.update(*INVOICES, registry=registry, backoff=config.retry_delay)
+    async def invoice_changed(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+        runtime: Runtime = memo.runtime
+        obj = invoices.InvoiceObject.of(body)
+        if body["metadata"].get("deletionTimestamp"):
+            return
+        async with runtime.lock("invoice", obj.namespace, obj.name):
+            result = await runtime.invoices.reconcile(obj)
+        post_invoice_events(body, result.events)
+        if result.retry_after is not None:
+            raise kopf.TemporaryError(result.retry_message, delay=backoff(result.retry_after, retry))
+
+    @kopf.on.event(*INVOICES, registry=registry)
+    async def invoice_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        """Paid (by the receiver or the reconciliation timer): deactivate the link at once."""
+        status = body.get("status") or {}
+        link_active = (status.get("paymentLink") or {}).get("active") is True
+        if type == "DELETED" or status.get("phase") != "Paid" or not link_active:
+            return
+        runtime: Runtime = memo.runtime
+        obj = invoices.InvoiceObject.of(body)
+        async with runtime.lock("invoice", obj.namespace, obj.name):
+            latest = await runtime.kube.get_object("invoices", obj.namespace, obj.name)
+            if latest is None:
+                return
+            result = await runtime.invoices.deactivate_if_needed(invoices.InvoiceObject.of(latest), None,
+                                                                 "the invoice is paid")
+        post_invoice_events(body, result.events)
+
+    def needs_timer(status: kopf.Status, **_: Any) -> bool:
+        link = status.get("paymentLink") or {}
+        return status.get("phase") == "Open" or (status.get("phase") == "Paid" and link.get("active") is True)
+
+    @kopf.timer(*INVOICES, registry=registry, interval=config.reconcile_interval, when=needs_timer,
+                initial_delay=lambda name, **_: invoices.jitter_delay(config.reconcile_interval, name))
+    async def invoice_reconciliation(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        """Missed webhooks are caught: ask Stripe whether the link was paid; finish deactivations that failed."""
+        runtime: Runtime = memo.runtime
+        obj = invoices.InvoiceObject.of(body)
+        phase = obj.status.get("phase")
+        async with runtime.lock("invoice", obj.namespace, obj.name):
+            if phase == "Open":
+                decision = await runtime.invoices.find_missed_payment(obj)
+                events = decision.events if decision is not None and decision.outcome == "applied" else []
+                if events:
+                    events = [(t, r, f"{m} Found by reconciliation: the webhook was missed.") for t, r, m in events]
+            else:
+                events = (await runtime.invoices.deactivate_if_needed(obj, None, "the invoice is paid")).events
+        post_invoice_events(body, events)
+
+    @kopf.on.delete(*INVOICES, registry=registry, retries=5, backoff=5)
+    async def invoice_deleted(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+        """Deleting an invoice with an open link: make sure nobody can pay it any more."""
+        runtime: Runtime = memo.runtime
+        obj = invoices.InvoiceObject.of(body)
+        if obj.status.get("phase") == "Paid":
+            return
+        problem = await runtime.invoices.deactivate_link(obj, None)
+        if problem and retry < 4:
+            raise kopf.TemporaryError(problem, delay=backoff(5, retry))
+        if problem:
+            kopf.warn(body, reason="PaymentLinkNotDeactivated",
+                      message=f"{problem}: deactivate it in the Stripe Dashboard.")
+
+
+def post_invoice_events(body: Any, events: list[tuple[str, str, str]]) -> None:
+    for type_, reason, message in events:
+        kopf.event(body, type=type_, reason=reason, message=message)

@@ -1,0 +1,79 @@
+"""The customer's invoice email: built as data, sent over SMTP with aiosmtplib."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+from pathlib import Path
+
+import aiosmtplib
+
+from fluxrate import money
+from fluxrate.models import InvoiceSpec
+from fluxrate.operator.settings import SmtpSettings
+
+
+def message_id(link_id: str, invoice_uid: str) -> str:
+    """Deterministic, so a resent email for the same link is recognisable as the same message."""
+    return f"<{link_id}.{invoice_uid}@fluxrate.invoice>"
+
+
+def build_invoice_email(
+    *, name: str, uid: str, spec: InvoiceSpec, link_id: str, link_url: str, from_address: str,
+) -> EmailMessage:
+    total = money.format_minor(spec.total_minor(), spec.currency)
+    greeting = f"Hello {spec.customer.name}," if spec.customer.name else "Hello,"
+    lines = [
+        (item.description, item.quantity,
+         money.format_minor(money.to_minor(item.unit_amount, spec.currency) * item.quantity, spec.currency))
+        for item in spec.line_items
+    ]
+    due = f"Due date: {spec.due_date.isoformat()}\n" if spec.due_date else ""
+    memo = f"\n{spec.memo}\n" if spec.memo else ""
+    text = (
+        f"{greeting}\n\nInvoice {name} for {total} is ready.\n\n"
+        + "".join(f"  {quantity} x {description}: {amount}\n" for description, quantity, amount in lines)
+        + f"\nTotal: {total}\n{due}{memo}\nPay securely with Stripe:\n{link_url}\n"
+    )
+    rows = "".join(
+        f"<tr><td>{quantity} x {html.escape(description)}</td>"
+        f"<td style='text-align:right'>{html.escape(amount)}</td></tr>"
+        for description, quantity, amount in lines
+    )
+    html_body = (
+        f"<html><body><p>{html.escape(greeting)}</p><p>Invoice <b>{html.escape(name)}</b> for "
+        f"<b>{html.escape(total)}</b> is ready.</p><table>{rows}"
+        f"<tr><td><b>Total</b></td><td style='text-align:right'><b>{html.escape(total)}</b></td></tr></table>"
+        + (f"<p>Due date: {spec.due_date.isoformat()}</p>" if spec.due_date else "")
+        + (f"<p>{html.escape(spec.memo)}</p>" if spec.memo else "")
+        + f"<p><a href=\"{html.escape(link_url, quote=True)}\">Pay {html.escape(total)} securely with Stripe</a></p>"
+        "</body></html>"
+    )
+    message = EmailMessage()
+    message["From"] = from_address
+    message["To"] = formataddr((spec.customer.name or "", spec.customer.email))
+    message["Subject"] = f"Invoice {name}: {total} due"
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    message["Message-ID"] = message_id(link_id, uid)
+    message.set_content(text)
+    message.add_alternative(html_body, subtype="html")
+    return message
+
+
+async def send_email(message: EmailMessage, smtp: SmtpSettings) -> None:
+    """Raises aiosmtplib.SMTPException (or OSError) on failure; the caller retries with backoff."""
+    password = None
+    if smtp.password_file:
+        password = (await asyncio.to_thread(Path(smtp.password_file).read_text)).strip()
+    await aiosmtplib.send(
+        message,
+        hostname=smtp.host,
+        port=smtp.port,
+        use_tls=smtp.security == "tls",
+        start_tls=True if smtp.security == "starttls" else False,
+        username=smtp.username,
+        password=password,
+        timeout=smtp.timeout,
+    )

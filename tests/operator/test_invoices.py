@@ -1,0 +1,284 @@
+"""Invoices, with the kopf operator running in-process on the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import pytest
+
+from fluxrate.invoice_status import update_status
+from fluxrate.operator.main import running_operator
+from fluxrate.operator.settings import OperatorSettings, SmtpSettings
+from fluxrate.payments import apply_report, report_from_object
+from fluxrate.sandbox.smtp_sink import SmtpSink
+from fluxrate.sandbox.stripe_standin import StripeStandin
+
+from ..conftest import eventually
+from ..manifests import example
+from .conftest import Cluster
+
+SI, INV = "stripeintegrations", "invoices"
+
+
+def invoice_body(name: str, currency: str = "USD", **spec: Any) -> dict[str, Any]:
+    doc = example("Invoice", currency)
+    doc["metadata"] = {"name": name}
+    doc["spec"].update(spec)
+    doc.pop("apiVersion")
+    return doc
+
+
+async def connect(cluster: Cluster, standin: StripeStandin, namespace: str, **spec: Any) -> tuple[str, str]:
+    account_id, key = standin.add_account()
+    await cluster.apply_secret(namespace, "stripe", {"secret-key": key})
+    await cluster.create(SI, namespace, {
+        "kind": "StripeIntegration", "metadata": {"name": "production-stripe"},
+        "spec": {"secretKeyRef": {"name": "stripe", "key": "secret-key"}, **spec},
+    })
+    if spec.get("active", True):
+        await cluster.wait_condition(SI, namespace, "production-stripe", "Ready", status="True")
+    else:
+        await cluster.wait_condition(SI, namespace, "production-stripe", "Ready", reason="Disabled")
+    return account_id, key
+
+
+async def wait_phase(cluster: Cluster, namespace: str, name: str, phase: str, timeout: float = 15) -> dict[str, Any]:
+    return await eventually(lambda: cluster.get(INV, namespace, name),
+                            lambda o: o is not None and (o.get("status") or {}).get("phase") == phase, timeout=timeout)
+
+
+def links_for(standin: StripeStandin, uid: str) -> list[dict[str, Any]]:
+    return [s for s in standin.payment_links.values() if s.obj["metadata"].get("invoice_uid") == uid]
+
+
+@pytest.fixture
+def fast(operator_settings: OperatorSettings) -> OperatorSettings:
+    return dataclasses.replace(operator_settings, retry_delay=0.3)
+
+
+async def test_finalized_usd_and_jpy_invoices_get_one_link_and_one_email(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, smtp_sink: SmtpSink, namespace: str
+) -> None:
+    await connect(cluster, stripe_standin, namespace)
+    await cluster.create(INV, namespace, invoice_body("usd-1", "USD"))
+    await cluster.create(INV, namespace, invoice_body("jpy-1", "JPY"))
+    usd = await wait_phase(cluster, namespace, "usd-1", "Open")
+    jpy = await wait_phase(cluster, namespace, "jpy-1", "Open")
+    await smtp_sink.wait_for(2)
+    expected = {"usd-1": ([("Platform subscription (November)", 19900, 1), ("Extra seats", 1250, 3)], 23650),
+                "jpy-1": ([("Consulting (hours)", 15000, 4)], 60000)}
+    for obj in (usd, jpy):
+        name, uid = obj["metadata"]["name"], obj["metadata"]["uid"]
+        (stored,) = links_for(stripe_standin, uid)
+        metadata = {"invoice_id": name, "customer_id": obj["spec"]["customer"]["id"], "namespace": namespace,
+                    "invoice_uid": uid}
+        assert stored.obj["metadata"] == metadata
+        assert stored.obj["payment_intent_data"]["metadata"] == metadata
+        assert stored.obj["restrictions"]["completed_sessions"]["limit"] == 1
+        lines = [(li["description"], li["price"]["unit_amount"], li["quantity"]) for li in stored.line_items]
+        assert lines == expected[name][0]
+        assert obj["status"]["amountDue"]["minor"] == expected[name][1]
+        assert obj["status"]["paymentLink"] == {**obj["status"]["paymentLink"], "id": stored.obj["id"],
+                                                "url": stored.obj["url"], "active": True}
+        (mail,) = smtp_sink.to(obj["spec"]["customer"]["email"])
+        assert stored.obj["url"] in mail.body("plain") and stored.obj["url"] in mail.body("html")
+        assert obj["status"]["amountDue"]["display"] in mail.subject
+    await eventually(lambda: cluster.events(namespace, "usd-1"),
+                     lambda events: {"PaymentLinkCreated", "CustomerNotified"} <= {e["reason"] for e in events})
+    notified = await cluster.wait_condition(INV, namespace, "jpy-1", "CustomerNotified", status="True")
+    assert "keiri@tanaka.example" in notified["message"]
+
+
+async def test_draft_invoice_shows_its_total_and_sends_nothing(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, smtp_sink: SmtpSink, namespace: str
+) -> None:
+    await connect(cluster, stripe_standin, namespace)
+    await cluster.create(INV, namespace, invoice_body("draft-1", state="Draft"))
+    obj = await wait_phase(cluster, namespace, "draft-1", "Draft")
+    assert obj["status"]["amountDue"]["display"] == "236.50 USD"
+    assert stripe_standin.count_requests(path="/v1/payment_links") == 0
+    assert smtp_sink.messages == []
+
+
+async def test_failed_status_write_after_link_creation_leaves_one_link_and_one_email(
+    kube, fast: OperatorSettings, cluster: Cluster, stripe_standin: StripeStandin, smtp_sink: SmtpSink,
+    namespace: str,
+) -> None:
+    async with running_operator(fast):
+        await connect(cluster, stripe_standin, namespace)
+        stripe_standin.set_faults(latency_s=0.5)  # room to arm the fault between "Finalized" and "Open"
+        await cluster.create(INV, namespace, invoice_body("crash-1"))
+        await wait_phase(cluster, namespace, "crash-1", "Finalized")
+        rule = kube.faults.fail_next(1, 500, method="PATCH", resource="invoices", subresource="status",
+                                     name="crash-1")
+        obj = await wait_phase(cluster, namespace, "crash-1", "Open")
+        stripe_standin.reset_faults()
+        await smtp_sink.wait_for(1)
+        await asyncio.sleep(0.5)
+    assert rule.hits == 1
+    assert len(links_for(stripe_standin, obj["metadata"]["uid"])) == 1
+    assert stripe_standin.idempotent_replays >= 1
+    assert len(smtp_sink.messages) == 1
+
+
+async def test_operator_restart_between_link_and_status_leaves_one_link_and_one_email(
+    kube, fast: OperatorSettings, cluster: Cluster, stripe_standin: StripeStandin, smtp_sink: SmtpSink,
+    namespace: str,
+) -> None:
+    async with running_operator(fast):
+        await connect(cluster, stripe_standin, namespace)
+        stripe_standin.set_faults(latency_s=0.5)
+        await cluster.create(INV, namespace, invoice_body("crash-2"))
+        await wait_phase(cluster, namespace, "crash-2", "Finalized")
+        kube.faults.fail_always(500, method="PATCH", resource="invoices", subresource="status", name="crash-2")
+        await eventually(lambda: stripe_standin.links_created_by_invoice, lambda c: sum(c.values()) >= 1)
+    kube.faults.clear()
+    stripe_standin.reset_faults()
+    async with running_operator(fast):
+        obj = await wait_phase(cluster, namespace, "crash-2", "Open")
+        await smtp_sink.wait_for(1)
+        await asyncio.sleep(0.5)
+    assert len(links_for(stripe_standin, obj["metadata"]["uid"])) == 1
+    assert len(smtp_sink.messages) == 1
+
+
+async def test_fifty_invoices_at_once_stay_under_the_rate_limit(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, smtp_sink: SmtpSink, namespace: str
+) -> None:
+    await connect(cluster, stripe_standin, namespace)
+    await asyncio.gather(*(cluster.create(INV, namespace, invoice_body(f"bulk-{i}")) for i in range(50)))
+    for i in range(50):
+        await wait_phase(cluster, namespace, f"bulk-{i}", "Open", timeout=30)
+    assert stripe_standin.rate_limited == 0
+    assert stripe_standin.count_requests(status=429) == 0
+    assert sum(stripe_standin.links_created_by_invoice.values()) == 50
+
+
+async def test_stripe_rejection_fails_the_invoice_with_stripes_message(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    await connect(cluster, stripe_standin, namespace)
+    tiny = [{"description": "Sticker", "quantity": 1, "unitAmount": "0.10"}]
+    await cluster.create(INV, namespace, invoice_body("tiny-1", lineItems=tiny))
+    await wait_phase(cluster, namespace, "tiny-1", "Failed")
+    ready = await cluster.condition(INV, namespace, "tiny-1", "Ready")
+    assert ready["reason"] == "StripeRejected" and "at least" in ready["message"].lower()
+    await asyncio.sleep(0.5)
+    assert stripe_standin.count_requests(method="POST", path="/v1/payment_links") == 1
+
+
+async def test_inactive_integration_holds_invoices_until_reactivated(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    await connect(cluster, stripe_standin, namespace, active=False)
+    await cluster.create(INV, namespace, invoice_body("held-1"))
+    held = await cluster.wait_condition(INV, namespace, "held-1", "IntegrationReady", reason="IntegrationDisabled")
+    assert held["status"] == "False"
+    await asyncio.sleep(0.5)
+    assert stripe_standin.count_requests(path="/v1/payment_links") == 0
+    await cluster.patch(SI, namespace, "production-stripe", {"spec": {"active": True}})
+    await wait_phase(cluster, namespace, "held-1", "Open")
+
+
+async def test_missing_integration_is_a_condition_then_proceeds(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    await cluster.create(INV, namespace, invoice_body("orphan-1"))
+    waiting = await cluster.wait_condition(INV, namespace, "orphan-1", "Ready", reason="IntegrationNotFound")
+    assert "production-stripe" in waiting["message"]
+    await connect(cluster, stripe_standin, namespace)
+    await wait_phase(cluster, namespace, "orphan-1", "Open")
+
+
+async def test_void_before_payment_deactivates_the_link(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    await connect(cluster, stripe_standin, namespace)
+    await cluster.create(INV, namespace, invoice_body("void-1"))
+    obj = await wait_phase(cluster, namespace, "void-1", "Open")
+    await cluster.patch(INV, namespace, "void-1", {"spec": {"state": "Void"}})
+    obj = await wait_phase(cluster, namespace, "void-1", "Void")
+    assert obj["status"]["paymentLink"]["active"] is False
+    assert stripe_standin.payment_links[obj["status"]["paymentLink"]["id"]].obj["active"] is False
+
+
+async def test_paid_invoice_deactivates_its_link_and_is_never_downgraded(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    await connect(cluster, stripe_standin, namespace)
+    await cluster.create(INV, namespace, invoice_body("paid-1"))
+    obj = await wait_phase(cluster, namespace, "paid-1", "Open")
+    link_id = obj["status"]["paymentLink"]["id"]
+    session = {"id": "cs_test_1", "amount_total": 23650, "currency": "usd", "payment_intent": "pi_1",
+               "payment_status": "paid", "metadata": stripe_standin.payment_links[link_id].obj["metadata"]}
+    report = report_from_object("checkout.session.completed", session, event_id="evt_test_1")
+    decision, _ = await apply_report(cluster.kube, namespace, report, integration="production-stripe")
+    assert decision.outcome == "applied"
+    await eventually(lambda: stripe_standin.payment_links[link_id].obj["active"], lambda active: active is False)
+    # A late write from anyone that would move it back is refused, and a re-reconcile keeps it Paid.
+    with pytest.raises(ValueError, match="refusing"):
+        await update_status(cluster.kube, namespace, "paid-1", lambda _: {"phase": "Open"})
+    await cluster.patch(INV, namespace, "paid-1", {"spec": {"memo": "late edit"}})
+    await asyncio.sleep(0.5)
+    final = await cluster.get(INV, namespace, "paid-1")
+    assert final["status"]["phase"] == "Paid" and final["status"]["payment"]["eventId"] == "evt_test_1"
+    assert final["status"]["paymentLink"]["active"] is False
+
+
+async def test_missed_webhook_is_found_by_reconciliation(
+    kube, operator_settings: OperatorSettings, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    settings = dataclasses.replace(operator_settings, reconcile_interval=0.5)
+    async with running_operator(settings):
+        await connect(cluster, stripe_standin, namespace)
+        await cluster.create(INV, namespace, invoice_body("missed-1"))
+        obj = await wait_phase(cluster, namespace, "missed-1", "Open")
+        payment = await stripe_standin.pay(obj["status"]["paymentLink"]["id"])  # no receiver is listening
+        paid = await wait_phase(cluster, namespace, "missed-1", "Paid")
+        await eventually(lambda: cluster.get(INV, namespace, "missed-1"),
+                         lambda o: o["status"]["paymentLink"]["active"] is False)
+    assert paid["status"]["payment"]["source"] == "reconciliation"
+    assert paid["status"]["payment"]["amountMinor"] == 23650
+    assert paid["status"]["payment"]["providerPaymentId"] == payment.payment_intent["id"]
+    assert stripe_standin.payment_links[paid["status"]["paymentLink"]["id"]].obj["active"] is False
+
+
+async def test_deleting_an_invoice_with_an_open_link_deactivates_it(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    await connect(cluster, stripe_standin, namespace)
+    await cluster.create(INV, namespace, invoice_body("gone-1"))
+    obj = await wait_phase(cluster, namespace, "gone-1", "Open")
+    await cluster.delete(INV, namespace, "gone-1")
+    await eventually(lambda: cluster.get(INV, namespace, "gone-1"), lambda o: o is None)
+    assert stripe_standin.payment_links[obj["status"]["paymentLink"]["id"]].obj["active"] is False
+
+
+async def test_smtp_failure_retries_without_holding_up_payment(
+    kube, fast: OperatorSettings, cluster: Cluster, stripe_standin: StripeStandin, smtp_sink: SmtpSink,
+    namespace: str,
+) -> None:
+    smtp_sink.fail_next(2)
+    async with running_operator(fast):
+        await connect(cluster, stripe_standin, namespace)
+        await cluster.create(INV, namespace, invoice_body("mail-1"))
+        failed = await cluster.wait_condition(INV, namespace, "mail-1", "CustomerNotified", reason="SmtpFailed")
+        assert (await cluster.get(INV, namespace, "mail-1"))["status"]["phase"] == "Open"
+        assert "451" in failed["message"]
+        await cluster.wait_condition(INV, namespace, "mail-1", "CustomerNotified", status="True", timeout=20)
+    assert len(smtp_sink.messages) == 1
+
+
+async def test_without_smtp_the_condition_says_so(
+    kube, operator_settings: OperatorSettings, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    settings = dataclasses.replace(operator_settings, smtp=SmtpSettings())
+    async with running_operator(settings):
+        await connect(cluster, stripe_standin, namespace)
+        await cluster.create(INV, namespace, invoice_body("nomail-1"))
+        obj = await wait_phase(cluster, namespace, "nomail-1", "Open")
+        notified = await cluster.wait_condition(INV, namespace, "nomail-1", "CustomerNotified",
+                                                reason="SmtpNotConfigured")
+    assert obj["status"]["paymentLink"]["url"] in notified["message"]
