@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp.web
-import attrs
 import jsonpatch
 import yaml
 from kmock import KubernetesEmulator
@@ -36,7 +35,9 @@ from kmock._internal.k8s import KubernetesError
 
 from fluxrate.sandbox import kube_protobuf
 from fluxrate.sandbox import kube_resources as kr
+from fluxrate.sandbox.kube_errors import ApiError, bad_request, conflict, details_for, invalid, not_found
 from fluxrate.sandbox.kube_faults import REASONS, Faults
+from fluxrate.sandbox.kube_paths import ParsedPath, merge_patch, parse_path, strip_directives
 from fluxrate.sandbox.kube_schema import Cause, apply_defaults, prune
 from fluxrate.sandbox.kube_selectors import (
     SelectorError,
@@ -56,75 +57,8 @@ _TRUE = {"1", "t", "T", "true", "TRUE", "True"}  # Go's strconv.ParseBool
 _UNAUTHENTICATED_PATHS = {"/healthz", "/livez", "/readyz"}
 
 
-@attrs.frozen
-class ApiError(KubernetesError):
-    headers: dict[str, str] | None = None
-
-    def body(self) -> Obj:
-        body: Obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                     "message": self.message or "", "reason": self.reason or "", "code": self.status}
-        if self.details is not None:
-            body["details"] = self.details
-        return body
-
-
-def _details(res: kr.ResourceDef, name: str, kind: str | None = None) -> Obj:
-    details: Obj = {"name": name}
-    if res.group:
-        details["group"] = res.group
-    details["kind"] = kind or res.plural
-    return details
-
-
-def not_found(res: kr.ResourceDef, name: str) -> ApiError:
-    return ApiError(404, "NotFound", f'{res.qualified} "{name}" not found', _details(res, name))
-
-
-def conflict(res: kr.ResourceDef, name: str, why: str | None = None) -> ApiError:
-    why = why or "the object has been modified; please apply your changes to the latest version and try again"
-    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {res.qualified} "{name}": {why}',
-                    _details(res, name))
-
-
-def invalid(res: kr.ResourceDef, name: str, causes: list[Cause]) -> ApiError:
-    rendered = [c.render() for c in causes]
-    summary = rendered[0] if len(rendered) == 1 else "[" + ", ".join(rendered) + "]"
-    details = _details(res, name, kind=res.kind)
-    details["causes"] = [c.as_dict() for c in causes]
-    return ApiError(422, "Invalid", f'{res.qualified_kind} "{name}" is invalid: {summary}', details)
-
-
-def bad_request(message: str) -> ApiError:
-    return ApiError(400, "BadRequest", message, None)
-
-
 def now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass
-class ParsedPath:
-    group: str | None = None  # None: not an API resource path
-    version: str | None = None
-    namespace: str | None = None
-    plural: str | None = None
-    name: str | None = None
-    subresource: str | None = None
-
-
-def parse_path(path: str) -> ParsedPath:
-    parts = [p for p in path.strip("/").split("/") if p]
-    if len(parts) >= 2 and parts[0] == "api":
-        group, version, rest = "", parts[1], parts[2:]
-    elif len(parts) >= 3 and parts[0] == "apis":
-        group, version, rest = parts[1], parts[2], parts[3:]
-    else:
-        return ParsedPath()
-    namespace = None
-    if len(rest) >= 3 and rest[0] == "namespaces" and not (len(rest) == 3 and rest[2] in ("status", "finalize")):
-        namespace, rest = rest[1], rest[2:]
-    return ParsedPath(group, version, namespace,
-                      rest[0] if rest else None, rest[1] if len(rest) > 1 else None, "/".join(rest[2:]) or None)
 
 
 @dataclass
@@ -140,28 +74,6 @@ class WatchEvent:
 class _Watcher:
     key: tuple[str, str]
     queue: asyncio.Queue[WatchEvent | None] = field(default_factory=asyncio.Queue)
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-def _strip_directives(patch: Any) -> Any:
-    """Strategic-merge-patch directives ($patch, $setElementOrder/..., $retainKeys) are dropped."""
-    if isinstance(patch, dict):
-        return {k: _strip_directives(v) for k, v in patch.items() if not k.startswith("$")}
-    if isinstance(patch, list):
-        return [_strip_directives(v) for v in patch if not (isinstance(v, dict) and "$patch" in v)]
-    return patch
 
 
 def _without(obj: Obj, *keys: str) -> Obj:
@@ -718,7 +630,7 @@ class KubeEmulator(KubernetesEmulator):
         self._prepare_builtin(res, obj, None)
         warnings = self._schema(res, obj, None, query)
         if self._store_key(obj) in self._store[res.storage_key]:
-            raise ApiError(409, "AlreadyExists", f'{res.qualified} "{name}" already exists', _details(res, name))
+            raise ApiError(409, "AlreadyExists", f'{res.qualified} "{name}" already exists', details_for(res, name))
         if query.get("dryRun"):
             obj["metadata"]["resourceVersion"] = str(self._rv)
             return obj, warnings
@@ -828,7 +740,7 @@ class KubeEmulator(KubernetesEmulator):
             if not isinstance(patch, dict):
                 raise bad_request("the body of the request must be an object")
             if content_type == "application/strategic-merge-patch+json":
-                patch = _strip_directives(patch)
+                patch = strip_directives(patch)
             rv = (patch.get("metadata") or {}).get("resourceVersion")
             patched = merge_patch(old, patch)
         if rv and rv != old["metadata"]["resourceVersion"]:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fluxrate.sandbox.kube_cel import CelRules
-from fluxrate.sandbox.kube_emulator import merge_patch, parse_path
+from fluxrate.sandbox.kube_paths import merge_patch, parse_path
 from fluxrate.sandbox.kube_resources import human_duration
 from fluxrate.sandbox.kube_schema import SchemaValidator, apply_defaults, prune
 from fluxrate.sandbox.kube_selectors import (
