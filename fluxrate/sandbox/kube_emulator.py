@@ -125,7 +125,7 @@ class KubeEmulator(KubernetesEmulator):
 
     def get_object(self, api_version: str, plural: str, namespace: str | None, name: str) -> Obj | None:
         res = self.find_resource(api_version, plural)
-        obj = self._store[res.storage_key].get((namespace or "" if res.namespaced else "", name))
+        obj = self._store[res.storage_key].get(((namespace or "") if res.namespaced else "", name))
         return self._present(res, obj) if obj is not None else None
 
     def list_objects(self, api_version: str, plural: str, namespace: str | None = None) -> list[Obj]:
@@ -136,7 +136,25 @@ class KubeEmulator(KubernetesEmulator):
     def create_object(self, body: Obj) -> Obj:
         res = self.find_resource(body["apiVersion"], body["kind"])
         namespace = (body.get("metadata") or {}).get("namespace") or ("default" if res.namespaced else None)
-        return self._create(res, namespace, copy.deepcopy(body), {})[0]
+        return self._present(res, self._create(res, namespace, copy.deepcopy(body), {})[0])
+
+    def patch_object(self, api_version: str, plural: str, namespace: str | None, name: str, patch: Obj,
+                     subresource: str | None = None) -> Obj:
+        """A JSON merge patch with the full server semantics (validation, status isolation, events)."""
+        res = self.find_resource(api_version, plural)
+        old = self._existing(res, namespace if res.namespaced else None, name)
+        rv = (patch.get("metadata") or {}).get("resourceVersion")
+        if rv and rv != old["metadata"]["resourceVersion"]:
+            raise conflict(res, name)
+        patched = merge_patch(old, patch)
+        patched.setdefault("metadata", {})["resourceVersion"] = old["metadata"]["resourceVersion"]
+        return self._present(res, self._update(res, old, patched, subresource, {})[0])
+
+    def delete_object(self, api_version: str, plural: str, namespace: str | None, name: str) -> Obj:
+        """Delete as a client would: finalizers hold the object, owners' dependents are collected."""
+        res = self.find_resource(api_version, plural)
+        return self._present(res, self._delete(res, self._existing(res, namespace if res.namespaced else None,
+                                                                    name), {}, {}))
 
     def apply_crd(self, crd: Obj) -> Obj:
         """Create or replace a CustomResourceDefinition; its resources are served immediately."""

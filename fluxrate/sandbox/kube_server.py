@@ -151,6 +151,14 @@ class KubeSandbox:
     def create_object(self, body: dict[str, Any]) -> dict[str, Any]:
         return self.emulator.create_object(body)
 
+    def patch_object(self, api_version: str, plural: str, namespace: str | None, name: str, patch: dict[str, Any],
+                     subresource: str | None = None) -> dict[str, Any]:
+        """Merge-patch an object in-process; raises ``kube_errors.ApiError`` (e.g. 422, 409) like the API would."""
+        return self.emulator.patch_object(api_version, plural, namespace, name, patch, subresource)
+
+    def delete_object(self, api_version: str, plural: str, namespace: str | None, name: str) -> dict[str, Any]:
+        return self.emulator.delete_object(api_version, plural, namespace, name)
+
     def get_object(self, api_version: str, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         return self.emulator.get_object(api_version, plural, namespace, name)
 

@@ -419,3 +419,21 @@ async def test_non_string_labels_are_400(api: aiohttp.ClientSession, widget_crd:
     status, body = await call(api, "POST", WIDGETS, {**widget(), "metadata": {"name": "w1", "labels": {"n": 1}}})
     assert status == 400 and body["reason"] == "BadRequest"
     assert "metadata.labels" in body["message"]
+
+
+async def test_in_process_helpers_keep_server_semantics(kube: KubeSandbox, widget_crd: dict[str, Any]) -> None:
+    from fluxrate.sandbox.kube_errors import ApiError
+
+    created = kube.create_object({**widget("w1"), "metadata": {"name": "w1", "namespace": "default",
+                                                               "finalizers": ["x/y"]}})
+    assert created["kind"] == "Widget" and created["metadata"]["generation"] == 1
+    patched = kube.patch_object("test.fluxrate.co/v1", "widgets", "default", "w1", {"status": {"phase": "Ready"}},
+                                subresource="status")
+    assert patched["status"] == {"phase": "Ready"}
+    with pytest.raises(ApiError) as error:
+        kube.patch_object("test.fluxrate.co/v1", "widgets", "default", "w1", {"spec": {"currency": "x"}})
+    assert error.value.status == 422
+    deleted = kube.delete_object("test.fluxrate.co/v1", "widgets", "default", "w1")
+    assert deleted["metadata"]["deletionTimestamp"]
+    kube.patch_object("test.fluxrate.co/v1", "widgets", "default", "w1", {"metadata": {"finalizers": None}})
+    assert kube.get_object("test.fluxrate.co/v1", "widgets", "default", "w1") is None
