@@ -30,10 +30,11 @@ async def webhook(request: web.Request) -> web.Response:
         body = await request.read()  # the app's client_max_size is the limit
     except web.HTTPRequestEntityTooLarge:
         return _json(too_large)
-    answer = await receiver.processor.handle(Delivery(
-        namespace=namespace, integration=integration, body=body,
-        signature=request.headers.get("Stripe-Signature"), received=received,
-    ))
+    with receiver.metrics.in_flight.track_inprogress():
+        answer = await receiver.processor.handle(Delivery(
+            namespace=namespace, integration=integration, body=body,
+            signature=request.headers.get("Stripe-Signature"), received=received,
+        ))
     return _json(answer)
 
 

@@ -142,9 +142,13 @@ class DeliveryProcessor:
                              "Warning", at_most_every=self.settings.signature_event_interval)
             return True, Answer(200, "ignored", problem, **base)
 
-        seen, invoice_name = self.recent.get(d.namespace, d.integration, event["id"])
+        seen, invoice_ref = self.recent.get(d.namespace, d.integration, event["id"])
         if seen:
-            return True, Answer(200, "duplicate", "event already applied", invoice=invoice_name, **base)
+            if invoice_ref is not None:
+                self.events.post(invoice_ref, "WebhookDelivery",
+                                 f"Stripe event {event['type']} {event['id']}: duplicate (already applied).")
+            return True, Answer(200, "duplicate", "event already applied",
+                                invoice=invoice_ref.name if invoice_ref else None, **base)
 
         report = report_from_event(event)
         if report is None:
@@ -167,10 +171,11 @@ class DeliveryProcessor:
             return True, Answer(503, "error", "the Kubernetes API is unavailable; Stripe will redeliver", **base)
 
         name = invoice["metadata"]["name"] if invoice else None
+        ref = ObjectRef(kind="Invoice", namespace=d.namespace, name=name, uid=invoice["metadata"].get("uid")
+                        ) if invoice and name else None
         if decision.outcome in ("applied", "duplicate"):
-            self.recent.add(d.namespace, d.integration, event["id"], name)
-        if invoice is not None:
-            ref = ObjectRef(kind="Invoice", namespace=d.namespace, name=name or "", uid=invoice["metadata"].get("uid"))
+            self.recent.add(d.namespace, d.integration, event["id"], ref)
+        if ref is not None:
             for type_, reason, message in decision.events:
                 self.events.post(ref, reason, message, type_)
             if decision.outcome != "applied" and not decision.events:
