@@ -29,6 +29,7 @@ _KNOWN_FUNCTIONS = {
     "getHours", "getMilliseconds", "getMinutes", "getSeconds", "bool", "bytes", "double", "duration",
     "int", "list", "string", "timestamp", "uint", "type", "dyn",
 }
+_WARNED: set[tuple[str, str, str]] = set()
 _CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 _STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 
@@ -95,6 +96,8 @@ class CelRules:
         skipped = SkippedRule(self.crd, path or "<root>", rule, reason)
         if skipped not in self.skipped:
             self.skipped.append(skipped)
+        if (skipped.crd, skipped.path, rule) not in _WARNED:  # once per rule per process, not per CRD apply
+            _WARNED.add((skipped.crd, skipped.path, rule))
             logger.warning("CEL rule not enforced by the sandbox (%s at %s): %r: %s",
                            self.crd, skipped.path, rule, reason)
 
