@@ -953,8 +953,7 @@ class KubeEmulator(KubernetesEmulator):
         apply_defaults(obj, res.schema, root=True)
         causes = res.validator.validate(obj)
         if res.cel is not None and not causes:
-            causes = res.cel.validate(res.schema, _without(obj, "metadata", "apiVersion", "kind"),
-                                      _without(old, "metadata", "apiVersion", "kind") if old is not None else None)
+            causes = res.cel.validate(res.schema, _cel_view(obj), _cel_view(old) if old is not None else None)
         if causes:
             raise invalid(res, name, causes)
         return [f'unknown field "{u}"' for u in unknown] if mode == "Warn" else []
@@ -980,3 +979,9 @@ def _check_meta(res: kr.ResourceDef, meta: Any) -> None:
             problem = "json: cannot unmarshal into Go struct field ObjectMeta.metadata.finalizers of type string"
     if problem is not None:
         raise bad_request(f"{res.kind} in version \"{res.version}\" cannot be handled as a {res.kind}: {problem}")
+
+
+def _cel_view(obj: Obj) -> Obj:
+    """What CEL's root ``self`` sees: as in Kubernetes, of metadata only name and generateName."""
+    meta = obj.get("metadata") or {}
+    return {**obj, "metadata": {k: meta[k] for k in ("name", "generateName") if k in meta}}

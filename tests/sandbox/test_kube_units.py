@@ -133,3 +133,25 @@ def test_cel_rules_compile_skip_and_evaluate() -> None:
     assert (cause.field, cause.message) == ("spec.max", 'Invalid value: "object": max below min')
     [cause] = rules.validate(schema, {"spec": {"min": 2, "max": 5}}, {"spec": {"min": 1, "max": 5}})
     assert (cause.field, cause.reason, cause.message) == ("spec", "FieldValueForbidden", "Forbidden: min is immutable")
+
+
+async def test_root_cel_rules_see_metadata_name(kube: Any) -> None:
+    from fluxrate.sandbox.kube_errors import ApiError
+
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "things.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+                 "names": {"plural": "things", "kind": "Thing"},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                     "type": "object",
+                     "x-kubernetes-validations": [{"rule": "self.metadata.name.startsWith('t-')",
+                                                   "message": "names start with t-"}],
+                     "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]},
+    }
+    kube.apply_crd(crd)
+    kube.create_object({"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t-1"}})
+    with pytest.raises(ApiError) as error:
+        kube.create_object({"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "x-1"}})
+    assert error.value.message == ('Thing.example.com "x-1" is invalid: <nil>: Invalid value: "object": '
+                                   "names start with t-")
