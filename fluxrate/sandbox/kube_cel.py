@@ -50,6 +50,7 @@ class _Rule:
     reason: str | None
     transition: bool
     program: Any
+    message_program: Any = None
 
 
 @dataclass
@@ -84,6 +85,7 @@ class CelRules:
             self.rules.setdefault(id(schema), []).append(_Rule(
                 rule=rule, message=spec.get("message"), field_path=spec.get("fieldPath"),
                 reason=spec.get("reason"), transition=bool(re.search(r"\boldSelf\b", rule)), program=program,
+                message_program=self._compile_message(spec.get("messageExpression"), path),
             ))
         for key, sub in (schema.get("properties") or {}).items():
             self._compile_node(sub, f"{path}.{key}")
@@ -91,6 +93,19 @@ class CelRules:
             self._compile_node(schema["additionalProperties"], f"{path}[*]")
         if isinstance(schema.get("items"), dict):
             self._compile_node(schema["items"], f"{path}[*]")
+
+    def _compile_message(self, expression: str | None, path: str) -> Any:
+        if not expression:
+            return None
+        reason = _unsupported(expression)
+        if reason is None:
+            try:
+                env = celpy.Environment()
+                return env.program(env.compile(expression))
+            except Exception as e:
+                reason = f"cel-python cannot compile it: {type(e).__name__}"
+        self._skip(path, expression, f"messageExpression {reason}; the static message is used")
+        return None
 
     def _skip(self, path: str, rule: str, reason: str) -> None:
         skipped = SkippedRule(self.crd, path or "<root>", rule, reason)
@@ -106,6 +121,10 @@ class CelRules:
         if schema and self.rules:
             self._walk(schema, new, old, old is not None, (), causes)
         return causes
+
+    @staticmethod
+    def _message(rule: _Rule, activation: dict[str, Any]) -> str:
+        return _evaluated_message(rule, activation) or rule.message or f"failed rule: {rule.rule}"
 
     def _walk(self, schema: dict[str, Any], new: Any, old: Any, has_old: bool,
               path: tuple[Any, ...], causes: list[Cause]) -> None:
@@ -132,7 +151,7 @@ class CelRules:
                                     f"evaluation error: {text.splitlines()[0][:200]}"))
                 continue
             if not bool(result):
-                message = rule.message or f"failed rule: {rule.rule}"
+                message = self._message(rule, activation)
                 where = field_path(path)
                 if rule.field_path:
                     where = (where + rule.field_path) if where else rule.field_path.lstrip(".")
@@ -168,6 +187,17 @@ class CelRules:
                 if keys and isinstance(value, dict):
                     old_item = old_by_key.get(tuple(value.get(k) for k in keys))
                 self._walk(items, value, old_item, old_item is not None, (*path, index), causes)
+
+
+def _evaluated_message(rule: _Rule, activation: dict[str, Any]) -> str | None:
+    if rule.message_program is None:
+        return None
+    try:
+        result = rule.message_program.evaluate(activation)
+    except Exception:
+        return None
+    # As the real server: an empty, non-string or failing messageExpression falls back to the message.
+    return str(result) if isinstance(result, str) and str(result).strip() else None
 
 
 def _unsupported(rule: str) -> str | None:

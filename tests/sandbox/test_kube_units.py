@@ -123,6 +123,7 @@ def test_cel_rules_compile_skip_and_evaluate() -> None:
             {"rule": "self.max >= self.min", "message": "max below min", "fieldPath": ".max"},
             {"rule": "self.name.lowerAscii() == self.name"},
             {"rule": "self.min == oldSelf.min", "reason": "FieldValueForbidden", "message": "min is immutable"},
+            {"rule": "self.min < 100", "messageExpression": "'min ' + string(self.min) + ' is too big'"},
         ],
         "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}, "name": {"type": "string"}},
     }}}
@@ -133,6 +134,8 @@ def test_cel_rules_compile_skip_and_evaluate() -> None:
     assert (cause.field, cause.message) == ("spec.max", 'Invalid value: "object": max below min')
     [cause] = rules.validate(schema, {"spec": {"min": 2, "max": 5}}, {"spec": {"min": 1, "max": 5}})
     assert (cause.field, cause.reason, cause.message) == ("spec", "FieldValueForbidden", "Forbidden: min is immutable")
+    [cause] = rules.validate(schema, {"spec": {"min": 100, "max": 200}}, None)
+    assert cause.message == 'Invalid value: "object": min 100 is too big'
 
 
 async def test_root_cel_rules_see_metadata_name(kube: Any) -> None:
