@@ -437,3 +437,12 @@ async def test_in_process_helpers_keep_server_semantics(kube: KubeSandbox, widge
     assert deleted["metadata"]["deletionTimestamp"]
     kube.patch_object("test.fluxrate.co/v1", "widgets", "default", "w1", {"metadata": {"finalizers": None}})
     assert kube.get_object("test.fluxrate.co/v1", "widgets", "default", "w1") is None
+
+
+async def test_status_writes_are_validated(api: aiohttp.ClientSession, widget_crd: dict[str, Any]) -> None:
+    await create(api, widget("w1"))
+    status, body = await call(api, "PATCH", f"{WIDGETS}/w1/status", {"status": {"phase": "Bogus"}}, MERGE)
+    assert status == 422
+    message = 'Unsupported value: "Bogus": supported values: "Pending", "Ready"'
+    assert body["details"]["causes"] == [{"reason": "FieldValueNotSupported", "field": "status.phase",
+                                          "message": message}]
