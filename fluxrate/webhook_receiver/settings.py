@@ -55,10 +55,9 @@ def add_receiver_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(env {ENV_PREFIX}STATUS_FLUSH_INTERVAL)")
     parser.add_argument("--log-level", default=_env("LOG_LEVEL", defaults.log_level),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help=f"env {ENV_PREFIX}LOG_LEVEL")
-    parser.add_argument("--namespace", "-n", action="append", dest="namespaces",
-                        default=[n for n in _env("NAMESPACES", "").split(",") if n],
+    parser.add_argument("--namespace", "-n", action="append", dest="namespaces", default=None,
                         help="only serve integrations in this namespace; repeat for several "
-                        f"(env {ENV_PREFIX}NAMESPACES, comma-separated); default: all namespaces")
+                        f"(env {ENV_PREFIX}NAMESPACES, comma-separated; the flags replace it); default: all")
 
 
 def settings_from_args(args: argparse.Namespace) -> ReceiverSettings:
@@ -72,5 +71,5 @@ def settings_from_args(args: argparse.Namespace) -> ReceiverSettings:
         secret_cache_ttl=args.secret_cache_ttl,
         status_flush_interval=args.status_flush_interval,
         log_level=args.log_level,
-        namespaces=tuple(dict.fromkeys(args.namespaces or ())),
+        namespaces=tuple(dict.fromkeys(args.namespaces or [n for n in _env("NAMESPACES", "").split(",") if n])),
     )
