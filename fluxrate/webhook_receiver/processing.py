@@ -6,6 +6,7 @@ invoice status write returned (durable); anything that may have left the work un
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -29,6 +30,7 @@ from fluxrate.webhook_receiver.settings import ReceiverSettings
 from fluxrate.webhook_receiver.verification import SignatureRejected, verify
 
 log = logging.getLogger(__name__)
+OFFLOAD_BYTES = 256 * 1024  # bodies (times secrets) above this are verified and parsed in a worker thread
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ class DeliveryProcessor:
             self._signature_event(info, exc)
             return True, Answer(400, "signature_failed", exc.message)
 
-        event = parse_event(d.body)
+        event = await asyncio.to_thread(parse_event, d.body) if len(d.body) > OFFLOAD_BYTES else parse_event(d.body)
         if event is None:
             return True, Answer(400, "ignored", "the body is not a JSON Stripe event")
         base = {"event_id": event["id"], "event_type": event["type"]}
@@ -184,11 +186,18 @@ class DeliveryProcessor:
         return True, Answer(200, decision.outcome, None if decision.outcome == "applied" else decision.reason,
                             invoice=name, **base)
 
+    async def _check(self, d: Delivery, secrets: tuple[str, ...]) -> None:
+        args = (d.body, d.signature, secrets)
+        kwargs = {"tolerance": self.settings.signature_tolerance, "now": self.wall_clock()}
+        if len(d.body) * max(len(secrets), 1) > OFFLOAD_BYTES:  # hashing a large body would hold the loop
+            await asyncio.to_thread(verify, *args, **kwargs)
+        else:
+            verify(*args, **kwargs)
+
     async def _verify(self, d: Delivery, info: IntegrationInfo) -> IntegrationInfo:
         """The integration as verified (refreshed after a miss, so a rotated secret works at once)."""
-        tolerance = self.settings.signature_tolerance
         try:
-            verify(d.body, d.signature, info.secrets, tolerance=tolerance, now=self.wall_clock())
+            await self._check(d, info.secrets)
             return info
         except SignatureRejected as exc:
             if exc.problem not in ("mismatch", "no_secret"):
@@ -196,7 +205,7 @@ class DeliveryProcessor:
             fresh = await self.cache.refresh_after_miss(d.namespace, d.integration, since=d.received)
             if fresh is None or fresh.secrets == info.secrets:
                 raise
-        verify(d.body, d.signature, fresh.secrets, tolerance=tolerance, now=self.wall_clock())
+        await self._check(d, fresh.secrets)
         return fresh
 
     def _signature_event(self, info: IntegrationInfo, exc: SignatureRejected) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from fluxrate import WEBHOOK_PATH_PREFIX
 from fluxrate.kube import Kube
 from fluxrate.webhook_receiver.app import build_app
 from fluxrate.webhook_receiver.logs import configure_logging
@@ -31,8 +32,6 @@ class RunningReceiver:
         return f"http://{self.host}:{self.port}"
 
     def webhook_url(self, namespace: str, integration: str) -> str:
-        from fluxrate import WEBHOOK_PATH_PREFIX
-
         return f"{self.url}{WEBHOOK_PATH_PREFIX}/{namespace}/{integration}"
 
 
@@ -54,14 +53,11 @@ async def running_receiver(settings: ReceiverSettings, kube: Kube | None = None)
         port = runner.addresses[0][1] if settings.port == 0 else settings.port
         receiver.start()
         log.info("webhook receiver listening on %s:%s", settings.host, port)
-        try:
-            yield RunningReceiver(receiver, settings.host if settings.host != "0.0.0.0" else "127.0.0.1", port)
-        finally:
-            receiver.draining = True
-            await runner.cleanup()  # stops listening, waits for in-flight handlers
-            await receiver.stop()
+        yield RunningReceiver(receiver, settings.host if settings.host != "0.0.0.0" else "127.0.0.1", port)
     finally:
-        await runner.cleanup()
+        receiver.draining = True
+        await runner.cleanup()  # stops listening, lets in-flight handlers finish (shutdown_timeout)
+        await receiver.stop()  # then the pending status and Events
         if own_kube:
             await kube.close()
 

@@ -170,8 +170,8 @@ class IntegrationCache:
     def _done(self, key: Key, inflight: tuple[float, asyncio.Task[IntegrationInfo | None]]) -> None:
         if self._inflight.get(key) is inflight:
             del self._inflight[key]
-        if not inflight[1].cancelled() and inflight[1].exception() is not None:
-            inflight[1].exception()  # retrieved: callers see it through shield
+        if not inflight[1].cancelled():
+            inflight[1].exception()  # mark it retrieved; the callers see it through their shield
 
     async def _fetch(self, key: Key, started: float) -> IntegrationInfo | None:
         namespace, name = key

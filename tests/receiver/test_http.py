@@ -142,3 +142,20 @@ async def test_steady_state_reads_nothing_from_kubernetes_per_request(bench: Ben
     reads = [path for method, path, _ in list(log)[before:] if method == "GET"
              and ("/stripeintegrations/" in path or "/secrets/" in path)]
     assert reads == []
+
+
+async def test_chunked_body_over_the_limit_is_413(bench: Bench, paid_event: str) -> None:
+    async def chunks():  # no Content-Length: the limit applies while reading
+        for _ in range(17):
+            yield b"x" * 65536
+
+    async with bench.http.post(bench.running.webhook_url(bench.namespace, "stripe"), data=chunks(),
+                               headers={"Stripe-Signature": "t=1,v1=00"}) as resp:
+        assert resp.status == 413
+    await _unchanged(bench)
+
+
+async def test_large_body_under_the_limit_is_verified_and_processed(bench: Bench, paid_event: str) -> None:
+    big = json.dumps({**json.loads(paid_event), "padding": "x" * (MIB - 4096)})
+    code, answer = await bench.post(big)
+    assert (code, answer["outcome"]) == (200, "applied")
