@@ -1,39 +1,30 @@
-"""Validate manifests against a CRD's openAPIV3Schema and against the pydantic models, naming field paths."""
+"""Validate manifests the way the API server does (the sandbox's schema validator) and with the pydantic models."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-import jsonschema
 from pydantic import ValidationError
 
 from fluxrate import crds, models
+from fluxrate.sandbox.kube_schema import SchemaValidator, field_path
 
 MODELS = {"Invoice": models.Invoice, "StripeIntegration": models.StripeIntegration}
 
 
-def _k8s_path(parts: list[Any]) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+@cache
+def _validator(kind: str) -> SchemaValidator:
+    return SchemaValidator(crds.openapi_schema(kind))
 
 
 def schema_errors(doc: dict[str, Any]) -> list[str]:
-    schema = crds.openapi_schema(doc["kind"])
-    validator = jsonschema.Draft7Validator(schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
-    messages = []
-    for error in validator.iter_errors(doc):
-        parts = list(error.absolute_path)
-        if error.validator == "required":
-            parts.append(error.message.split("'")[1])
-        messages.append(f"{_k8s_path(parts)}: {error.message}")
-    return messages
+    return [cause.render() for cause in _validator(doc["kind"]).validate(doc)]
 
 
 def model_errors(doc: dict[str, Any]) -> list[str]:
     try:
         MODELS[doc["kind"]].model_validate(doc)
     except ValidationError as exc:
-        return [f"{_k8s_path(list(e['loc']))}: {e['msg']}" for e in exc.errors()]
+        return [f"{field_path(e['loc'])}: {e['msg']}" for e in exc.errors()]
     return []
