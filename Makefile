@@ -20,5 +20,8 @@ lint: install
 test: install lint
 	$(BIN)/pytest
 
+demo: install
+	$(BIN)/fluxrate demo
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -72,6 +72,8 @@ def add_operator_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds between checks of open invoices for payments whose webhook was missed")
     parser.add_argument("--resync-interval", type=float, default=float(_env("FLUXRATE_RESYNC_INTERVAL", "300") or 300),
                         help="seconds between re-verifications of integrations and their webhook endpoints")
+    parser.add_argument("--retry-delay", type=float, default=float(_env("FLUXRATE_RETRY_DELAY", "10") or 10),
+                        help="seconds before the first retry after a temporary failure; doubles on each retry")
     smtp = parser.add_argument_group("email (SMTP)")
     smtp.add_argument("--smtp-host", default=_env("FLUXRATE_SMTP_HOST"), help="SMTP server; unset disables email")
     smtp.add_argument("--smtp-port", type=int, default=int(_env("FLUXRATE_SMTP_PORT", "587") or 587))
@@ -107,6 +109,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         rate_limit_live=args.rate_limit_live,
         reconcile_interval=args.reconcile_interval,
         resync_interval=args.resync_interval,
+        retry_delay=args.retry_delay,
         smtp=SmtpSettings(
             host=args.smtp_host,
             port=args.smtp_port,

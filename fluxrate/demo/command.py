@@ -1,0 +1,25 @@
+"""``fluxrate demo``: the whole flow on the embedded sandbox, narrated."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the sandbox, operator and receiver running and print the kubeconfig path")
+    parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("FLUXRATE_DEMO_DIR", ".fluxrate-demo")),
+                        help="where the kubeconfig, logs and env file go")
+    parser.add_argument("--namespace", default="demo", help="namespace the examples are applied to")
+    parser.add_argument("--examples", type=Path, default=None, help="folder of manifests (default: examples/)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from fluxrate.demo.flow import run_demo
+
+    return asyncio.run(run_demo(args.state_dir.resolve(), namespace=args.namespace, keep=args.keep,
+                                examples=args.examples, stripe_api_key=os.environ.get("STRIPE_API_KEY")))
