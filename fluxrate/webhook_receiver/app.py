@@ -22,19 +22,19 @@ async def webhook(request: web.Request) -> web.Response:
     receiver = request.app[RECEIVER]
     received = time.monotonic()
     namespace, integration = request.match_info["namespace"], request.match_info["integration"]
+    signature = request.headers.get("Stripe-Signature")
     limit = receiver.settings.max_body_bytes
-    too_large = Answer(413, "ignored", f"the body is larger than {limit} bytes")
-    if request.content_length is not None and request.content_length > limit:
-        return _json(too_large)
     try:
+        if request.content_length is not None and request.content_length > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
         body = await request.read()  # the app's client_max_size is the limit
     except web.HTTPRequestEntityTooLarge:
-        return _json(too_large)
+        answer = Answer(413, "ignored", f"the body is larger than {limit} bytes")
+        receiver.processor.finish(Delivery(namespace, integration, b"", signature, received), answer,
+                                  size=request.content_length)
+        return _json(answer)
     with receiver.metrics.in_flight.track_inprogress():
-        answer = await receiver.processor.handle(Delivery(
-            namespace=namespace, integration=integration, body=body,
-            signature=request.headers.get("Stripe-Signature"), received=received,
-        ))
+        answer = await receiver.processor.handle(Delivery(namespace, integration, body, signature, received))
     return _json(answer)
 
 

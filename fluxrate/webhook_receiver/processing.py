@@ -100,19 +100,25 @@ class DeliveryProcessor:
             log.exception("delivery to %s/%s failed unexpectedly", delivery.namespace, delivery.integration)
             answer = Answer(500, "error", "internal error; Stripe will redeliver")
             known = True
+        self.finish(delivery, answer, known=known, received_at=received_at)
+        return answer
+
+    def finish(self, delivery: Delivery, answer: Answer, *, known: bool = False, received_at: str | None = None,
+               size: int | None = None) -> None:
+        """Metrics, the integration's status (``known``: it exists or may) and the log line of one delivery."""
         seconds = self.clock() - delivery.received
         self.metrics.observe(answer.outcome, answer.event_type, seconds)
         if known:
             self.recorder.record(delivery.namespace, delivery.integration, DeliveryRecord(
-                outcome=answer.outcome, time=received_at, event_id=answer.event_id, type=answer.event_type,
-                invoice=answer.invoice, reason=answer.reason,
+                outcome=answer.outcome, time=received_at or cond.timestamp(), event_id=answer.event_id,
+                type=answer.event_type, invoice=answer.invoice, reason=answer.reason,
             ))
         log_delivery({
             "namespace": delivery.namespace, "integration": delivery.integration, "eventId": answer.event_id,
             "type": answer.event_type, "outcome": answer.outcome, "status": answer.status, "invoice": answer.invoice,
-            "reason": answer.reason, "bytes": len(delivery.body), "durationMs": round(seconds * 1000, 1),
+            "reason": answer.reason, "bytes": len(delivery.body) if size is None else size,
+            "durationMs": round(seconds * 1000, 1),
         })
-        return answer
 
     async def _process(self, d: Delivery) -> tuple[bool, Answer]:
         """(whether the integration's status should show the delivery, the answer)."""
