@@ -34,8 +34,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TMPDIR=/tmp \
     FLUXRATE_CRDS_DIR=/usr/share/fluxrate/crds
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    python -m pip install --no-index --find-links=/wheels fluxrate \
-    && python -m pip uninstall --yes pip setuptools wheel || true
+    python -m pip install --no-index --find-links=/wheels fluxrate
 # fluxrate.crds looks here when it runs outside a source checkout.
 COPY crds/ /usr/share/fluxrate/crds/
 # No login shell, no home directory: the processes only write to /tmp.
