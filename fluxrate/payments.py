@@ -16,20 +16,14 @@ from fluxrate import conditions as cond
 from fluxrate import money
 from fluxrate.invoice_status import update_status
 from fluxrate.kube import Kube
+from fluxrate.models import DEFAULT_ENABLED_EVENTS
 
 Kind = Literal["succeeded", "pending", "failed"]
 Outcome = Literal["applied", "duplicate", "ignored", "unmatched"]
 PROCESSED_EVENTS_LIMIT = 64
 
-HANDLED_TYPES = frozenset({
-    "checkout.session.completed",
-    "checkout.session.async_payment_succeeded",
-    "checkout.session.async_payment_failed",
-    "payment_intent.succeeded",
-    "payment_intent.payment_failed",
-    "invoice.payment_succeeded",
-    "invoice.payment_failed",
-})
+# The event types fluxrate acts on are exactly the ones a managed endpoint subscribes to.
+HANDLED_TYPES = frozenset(DEFAULT_ENABLED_EVENTS)
 
 
 @dataclass(frozen=True)
