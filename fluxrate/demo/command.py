@@ -18,8 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+    import contextlib
 
     from fluxrate.demo.flow import run_demo
 
-    return asyncio.run(run_demo(args.state_dir.resolve(), namespace=args.namespace, keep=args.keep,
-                                examples=args.examples, stripe_api_key=os.environ.get("STRIPE_API_KEY")))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends `--keep`
+        return asyncio.run(run_demo(args.state_dir.resolve(), namespace=args.namespace, keep=args.keep,
+                                    examples=args.examples, stripe_api_key=os.environ.get("STRIPE_API_KEY")))
+    return 0

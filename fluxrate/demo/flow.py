@@ -5,12 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import socket
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import yaml
@@ -19,51 +15,14 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from fluxrate import conditions as cond
 from fluxrate.demo.narrator import Narrator
 from fluxrate.kube import Kube
+from fluxrate.sandbox.processes import WaitTimeout, free_port, process, wait_for
 from fluxrate.sandbox.stack import Sandbox, running_sandbox
 
-T = TypeVar("T")
 ROOT_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 class DemoFailed(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_for(what: str, probe: Callable[[], Awaitable[T]], check: Callable[[T], bool],
-                   timeout: float = 30.0) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise DemoFailed(f"timed out waiting for {what}; last seen: {value!r}"[:2000])
-        await asyncio.sleep(0.1)
-
-
-@contextlib.asynccontextmanager
-async def process(name: str, args: list[str], env: dict[str, str], log_file: Path) -> AsyncIterator[int]:
-    """A fluxrate subcommand as its own process, logging to ``log_file``; SIGTERM on exit."""
-    with log_file.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "fluxrate", *args, env={**os.environ, **env}, stdout=log, stderr=log,
-        )
-        try:
-            yield proc.pid
-        finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), 15)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
 
 
 def load_documents(folder: Path) -> list[dict[str, Any]]:
@@ -91,7 +50,7 @@ async def run_demo(state_dir: Path, *, namespace: str = "demo", keep: bool = Fal
     say = Narrator()
     try:
         await _demo(say, state_dir, namespace, keep, examples or ROOT_EXAMPLES, stripe_api_key)
-    except DemoFailed as exc:
+    except (DemoFailed, WaitTimeout) as exc:
         say.warn(f"demo failed: {exc}")
         say.detail(f"logs: {state_dir}/operator.log, {state_dir}/receiver.log")
         return 1
@@ -118,12 +77,12 @@ async def _demo(say: Narrator, state_dir: Path, namespace: str, keep: bool, exam
         os.environ["KUBECONFIG"] = str(sandbox.kube.kubeconfig)
         say.step("Starting the operator and the webhook receiver as separate processes")
         async with (
-            process("operator", ["operator"], env, state_dir / "operator.log") as operator_pid,
-            process("receiver", ["receiver"], env, state_dir / "receiver.log") as receiver_pid,
+            process("operator", ["operator"], env, state_dir / "operator.log") as operator,
+            process("receiver", ["receiver"], env, state_dir / "receiver.log") as receiver,
         ):
             kube = await Kube.connect()
             try:
-                await _flow(say, sandbox, kube, namespace, examples, operator_pid, receiver_pid, public_base_url,
+                await _flow(say, sandbox, kube, namespace, examples, operator.pid, receiver.pid, public_base_url,
                             stripe_api_key)
                 if keep:
                     say.step("Everything keeps running (Ctrl-C stops it)")

@@ -22,3 +22,36 @@ def test_demo_ends_with_the_invoice_paid(tmp_path: Path) -> None:
     assert "inv-2026-0001  Paid" in summary
     assert "emails sent: 2; payment links created: 2" in summary
     assert "\033[" not in output  # no colour when not on a terminal
+
+
+def test_demo_keep_leaves_a_cluster_kubectl_can_reach(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import signal
+    import time
+
+    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
+    assert kubectl, "kubectl is installed into the venv by the Makefile"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fluxrate", "demo", "--keep", "--state-dir", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 90
+        assert process.stdout is not None
+        while not any(line.startswith("export KUBECONFIG=") for line in lines):
+            assert time.monotonic() < deadline and process.poll() is None, "".join(lines)
+            lines.append(process.stdout.readline().strip())
+        kubeconfig = next(line for line in lines if line.startswith("export KUBECONFIG=")).split("=", 1)[1]
+        got = subprocess.run([kubectl, "-n", "demo", "get", "invoices,stripeintegrations"], capture_output=True,
+                             text=True, timeout=30, env={**os.environ, "KUBECONFIG": kubeconfig})
+        assert got.returncode == 0, got.stderr
+        assert "inv-2026-0001" in got.stdout and "Paid" in got.stdout and "production-stripe" in got.stdout
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()

@@ -95,3 +95,28 @@ async def test_setup_steps_and_managing_the_integration(
     await cluster.wait_condition("stripeintegrations", "team-a", "production-stripe", "Ready", reason="Disabled")
     await sh("kubectl -n team-a delete si production-stripe", values)
     assert await cluster.get("stripeintegrations", "team-a", "production-stripe") is None
+
+
+README = (ROOT / "README.md").read_text()
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is installed into the venv by the Makefile")
+async def test_readme_quickstart_kubectl_commands(operator, cluster: Cluster, stripe_standin: StripeStandin) -> None:
+    _, key = stripe_standin.add_account()
+    await cluster.kube.core.create_namespace({"metadata": {"name": "team-a"}})
+    commands = [line.split("#")[0].strip() for line in README.splitlines() if line.startswith("kubectl -n team-a")]
+    assert len(commands) == 5, commands
+    outputs = []
+    for command in commands:
+        command = command.replace("sk_test_...", key).replace("kubectl ", f"{KUBECTL} ")
+        result = await asyncio.to_thread(subprocess.run, command, shell=True, capture_output=True, text=True,
+                                         timeout=60, cwd=ROOT)
+        assert result.returncode == 0, f"{command}\n{result.stderr}"
+        outputs.append(result.stdout)
+        if "stripeintegration.yaml" in command:
+            await cluster.wait_condition("stripeintegrations", "team-a", "production-stripe", "Ready", status="True")
+        if "invoice-usd.yaml" in command:
+            await eventually(lambda: cluster.get("invoices", "team-a", "inv-2026-0001"),
+                             lambda o: (o.get("status") or {}).get("phase") == "Open")
+    assert "True" in outputs[2] and "WEBHOOK URL" in outputs[2]
+    assert "Open" in outputs[4] and "https://buy.stripe.com/" in outputs[4]
