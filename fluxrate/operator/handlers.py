@@ -131,9 +131,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
             with contextlib.suppress(ApiException):
                 await runtime.kube.patch_object("invoices", namespace, invoice, poke)
 
-    @kopf.on.resume(*INTEGRATIONS, registry=registry, backoff=config.retry_delay)
-    @kopf.on.create(*INTEGRATIONS, registry=registry, backoff=config.retry_delay)
-    @kopf.on.update(*INTEGRATIONS, registry=registry, backoff=config.retry_delay)
+    @kopf.on.resume(*INTEGRATIONS, registry=registry, id="integration", backoff=config.retry_delay)
+    @kopf.on.create(*INTEGRATIONS, registry=registry, id="integration", backoff=config.retry_delay)
+    @kopf.on.update(*INTEGRATIONS, registry=registry, id="integration", backoff=config.retry_delay)
     async def integration_changed(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int,
         waiting_invoices: kopf.Index[tuple[str, str], str], **_: Any,
@@ -144,7 +144,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
                                       delay=backoff(outcome.retry_after, retry))
         await poke_waiting_invoices(body, memo, waiting_invoices)
 
-    @kopf.timer(*INTEGRATIONS, registry=registry, interval=config.resync_interval,
+    @kopf.timer(*INTEGRATIONS, registry=registry, id="integration_resync", interval=config.resync_interval,
                 initial_delay=config.resync_interval, idle=min(60.0, config.resync_interval))
     async def integration_resync(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
@@ -156,7 +156,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         await reconcile(body, patch, memo)
         await poke_waiting_invoices(body, memo, waiting_invoices)
 
-    @kopf.on.delete(*INTEGRATIONS, registry=registry, retries=5, backoff=5)
+    @kopf.on.delete(*INTEGRATIONS, registry=registry, id="integration_deleted", retries=5, backoff=5)
     async def integration_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         runtime: Runtime = memo.runtime
         obj = integration_object(body)
@@ -164,7 +164,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
             events = await integrations.disconnect_integration(obj, runtime.clients, runtime.kube)
         post_events(body, events)
 
-    @kopf.on.event("", "v1", "secrets", registry=registry)
+    @kopf.on.event("", "v1", "secrets", registry=registry, id="secret_changed")
     async def secret_changed(
         type: str | None, namespace: str, name: str, meta: kopf.Meta, memo: kopf.Memo,
         integrations_by_secret: kopf.Index[tuple[str, str], str], **_: Any,
@@ -197,9 +197,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
             return None
         return {(namespace, spec.get("integrationRef", {}).get("name", "")): name}
 
-    @kopf.on.resume(*INVOICES, registry=registry, backoff=config.retry_delay)
-    @kopf.on.create(*INVOICES, registry=registry, backoff=config.retry_delay)
-    @kopf.on.update(*INVOICES, registry=registry, backoff=config.retry_delay)
+    @kopf.on.resume(*INVOICES, registry=registry, id="invoice", backoff=config.retry_delay)
+    @kopf.on.create(*INVOICES, registry=registry, id="invoice", backoff=config.retry_delay)
+    @kopf.on.update(*INVOICES, registry=registry, id="invoice", backoff=config.retry_delay)
     async def invoice_changed(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
         runtime: Runtime = memo.runtime
         obj = invoices.InvoiceObject.of(body)
@@ -211,7 +211,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         if result.retry_after is not None:
             raise kopf.TemporaryError(result.retry_message, delay=backoff(result.retry_after, retry))
 
-    @kopf.on.event(*INVOICES, registry=registry)
+    @kopf.on.event(*INVOICES, registry=registry, id="invoice_event")
     async def invoice_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """Paid (by the receiver or the reconciliation timer): deactivate the link at once."""
         status = body.get("status") or {}
@@ -232,7 +232,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         link = status.get("paymentLink") or {}
         return status.get("phase") == "Open" or (status.get("phase") == "Paid" and link.get("active") is True)
 
-    @kopf.timer(*INVOICES, registry=registry, interval=config.reconcile_interval, when=needs_timer,
+    @kopf.timer(*INVOICES, registry=registry, id="invoice_reconciliation", interval=config.reconcile_interval,
+                when=needs_timer,
                 initial_delay=lambda name, **_: invoices.jitter_delay(config.reconcile_interval, name))
     async def invoice_reconciliation(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """Missed webhooks are caught: ask Stripe whether the link was paid; finish deactivations that failed."""
@@ -249,7 +250,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
                 events = (await runtime.invoices.deactivate_if_needed(obj, None, "the invoice is paid")).events
         post_invoice_events(body, events)
 
-    @kopf.on.delete(*INVOICES, registry=registry, retries=5, backoff=5)
+    @kopf.on.delete(*INVOICES, registry=registry, id="invoice_deleted", retries=5, backoff=5)
     async def invoice_deleted(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
         """Deleting an invoice with an open link: make sure nobody can pay it any more."""
         runtime: Runtime = memo.runtime
