@@ -1,0 +1,1 @@
+"""fluxrate benchmarks: ``make bench`` / ``python -m bench``. See docs/performance.md."""

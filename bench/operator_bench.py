@@ -1,0 +1,111 @@
+"""Operator: N finalized invoices created through the API until every one is Open with a link and an email, the
+operator running as its own process (``python -m fluxrate operator``) against the Stripe stand-in's 25 req/s
+test-mode limit. Reuses the demo's process and apply helpers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.proc import peak_rss_mib, rss_mib
+from bench.stats import latency_summary
+from bench.tenant import bounded
+from fluxrate.demo.flow import ROOT_EXAMPLES, apply, condition, load_documents
+from fluxrate.kube import Kube
+from fluxrate.sandbox.processes import process, wait_for
+from fluxrate.sandbox.stack import Sandbox
+
+STRIPE_TEST_RATE = 25.0  # the stand-in's (and Stripe's) test-mode limit, and the operator's default budget
+
+
+def _ready(obj: dict[str, Any]) -> bool:
+    status = obj.get("status") or {}
+    return (status.get("phase") == "Open" and bool((status.get("paymentLink") or {}).get("url"))
+            and bool((status.get("notification") or {}).get("sentAt")))
+
+
+def _documents(namespace: str, stripe_key: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The examples' Secret and StripeIntegration (managed webhook endpoint), and their USD invoice as template."""
+    docs = load_documents(ROOT_EXAMPLES)
+    setup = []
+    for doc in docs:
+        if doc["kind"] == "Secret":
+            doc["stringData"] = {key: stripe_key for key in doc.get("stringData", {})}
+        if doc["kind"] in ("Secret", "StripeIntegration"):
+            setup.append(doc)
+    template = next(d for d in docs if d["kind"] == "Invoice" and d["spec"]["currency"] == "USD")
+    return setup, template
+
+
+async def bench_operator(count: int, sandbox: Sandbox, kube: Kube, state_dir: Path,
+                         timeout: float = 120.0) -> dict[str, Any]:
+    namespace = f"bench-op-{count}"
+    _, key = sandbox.stripe.add_account()  # its own rate-limit bucket at the stand-in
+    setup, template = _documents(namespace, key)
+    for doc in setup:
+        await apply(kube, namespace, doc)
+    integration_name = next(d["metadata"]["name"] for d in setup if d["kind"] == "StripeIntegration")
+    env = {**sandbox.env(), "FLUXRATE_LOG_LEVEL": "INFO", "FLUXRATE_WATCH_NAMESPACES": namespace}
+    log_file = state_dir / f"operator-{count}.log"
+    async with process("operator", ["operator"], env, log_file) as operator:
+        pid = operator.pid
+        started = time.perf_counter()
+        await wait_for("the integration to be Ready",
+                       lambda: kube.get_object("stripeintegrations", namespace, integration_name),
+                       lambda o: (condition(o, "Ready") or {}).get("status") == "True", timeout=60)
+        connect_s = time.perf_counter() - started
+        rss_idle = rss_mib(pid)
+        stripe_requests, rate_limited = sandbox.stripe.count_requests(), sandbox.stripe.rate_limited
+        emails = len(sandbox.smtp.messages)
+
+        names = [f"inv-{i:05d}" for i in range(count)]
+        uids: dict[str, str] = {}
+        t0 = time.perf_counter()
+        created_at: dict[str, float] = {}
+
+        async def create(name: str) -> None:
+            doc = copy.deepcopy(template)
+            doc["metadata"] = {"name": name, "namespace": namespace}
+            await apply(kube, namespace, doc)
+            created_at[name] = time.perf_counter()
+
+        await bounded(names, create, 8)
+        created_s = time.perf_counter() - t0
+        ready_at: dict[str, float] = {}
+        deadline = time.perf_counter() + timeout
+        while len(ready_at) < count and time.perf_counter() < deadline:
+            listed = await kube.custom.list_namespaced_custom_object("billing.fluxrate.co", "v1alpha1", namespace,
+                                                                     "invoices")
+            now = time.perf_counter()
+            for item in listed["items"]:
+                name = item["metadata"]["name"]
+                uids[name] = item["metadata"]["uid"]
+                if name not in ready_at and _ready(item):
+                    ready_at[name] = now
+            await asyncio.sleep(0.2)
+        total_s = (max(ready_at.values()) - t0) if ready_at else None
+        rss_loaded, rss_peak = rss_mib(pid), peak_rss_mib(pid)
+
+    links = sum(sandbox.stripe.links_created_by_invoice.get(uid, 0) for uid in uids.values())
+    return {
+        "invoices": count,
+        "ready": len(ready_at),
+        "integration_connect_s": round(connect_s, 2),
+        "create_all_s": round(created_s, 2),
+        "all_open_emailed_s": round(total_s, 2) if total_s is not None else None,
+        "floor_s": round(count / STRIPE_TEST_RATE, 2),
+        "invoices_per_s": round(len(ready_at) / total_s, 1) if total_s else None,
+        "per_invoice_create_to_ready": latency_summary([ready_at[n] - created_at[n] for n in ready_at],
+                                                       total_s or 0.0),
+        "payment_links_created": links,
+        "emails_sent": len(sandbox.smtp.messages) - emails,
+        "stripe_requests": sandbox.stripe.count_requests() - stripe_requests,
+        "stripe_429": sandbox.stripe.rate_limited - rate_limited,
+        "rss_mib_idle": rss_idle,
+        "rss_mib_with_invoices": rss_loaded,
+        "peak_rss_mib": rss_peak,
+    }

@@ -1,0 +1,99 @@
+"""Objects the receiver benchmark needs, written through the Kubernetes API as the operator would write them.
+
+A StripeIntegration with a pasted signing secret (``webhookSecretRef``) and ``status.mode: test``, and Open
+invoices with ``amountDue`` and a payment link id. The operator is not needed for the receiver benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fluxrate import API_GROUP, API_VERSION
+from fluxrate.kube import Kube
+from fluxrate.models import InvoiceSpec, amount_due
+from fluxrate.operator.payment_links import link_metadata
+
+T = TypeVar("T")
+INTEGRATION = "bench-stripe"
+LINES = (("Subscription", 1, "199.00"), ("Seats", 3, "12.50"))  # 236.50 USD = 23650 minor units
+
+
+@dataclass(frozen=True)
+class OpenInvoice:
+    name: str
+    uid: str
+    metadata: dict[str, str]  # what the payment link (and so every Stripe event) carries
+
+
+@dataclass
+class Tenant:
+    namespace: str
+    integration: str
+    signing_secret: str
+
+
+async def bounded(items: Iterable[T], work: Callable[[T], Awaitable[Any]], concurrency: int = 8) -> list[Any]:
+    """Run ``work`` on every item, at most ``concurrency`` at a time, results in order."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(item: T) -> Any:
+        async with gate:
+            return await work(item)
+
+    return list(await asyncio.gather(*(one(item) for item in items)))
+
+
+def invoice_spec(name: str, integration: str = INTEGRATION) -> InvoiceSpec:
+    return InvoiceSpec.model_validate({
+        "integrationRef": {"name": integration},
+        "customer": {"id": f"cus-{name}", "email": "billing@acme.example"},
+        "currency": "USD",
+        "lineItems": [{"description": d, "quantity": q, "unitAmount": a} for d, q, a in LINES],
+        "state": "Finalized",
+    })
+
+
+async def create_tenant(kube: Kube, namespace: str, stripe_key: str, integration: str = INTEGRATION) -> Tenant:
+    signing_secret = "whsec_" + secrets.token_hex(16)
+    for name, data in (("stripe-credentials", {"secret-key": stripe_key}),
+                       (f"{integration}-webhook", {"signing-secret": signing_secret})):
+        await kube.core.create_namespaced_secret(namespace, {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+            "type": "Opaque", "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        })
+    await kube.custom.create_namespaced_custom_object(API_GROUP, API_VERSION, namespace, "stripeintegrations", {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": "StripeIntegration",
+        "metadata": {"name": integration, "namespace": namespace},
+        "spec": {
+            "secretKeyRef": {"name": "stripe-credentials", "key": "secret-key"},
+            "webhookSecretRef": {"name": f"{integration}-webhook", "key": "signing-secret"},
+            "webhookEndpoint": {"managed": False},
+        },
+    })
+    await kube.patch_status("stripeintegrations", namespace, integration, {"mode": "test"})
+    return Tenant(namespace, integration, signing_secret)
+
+
+async def create_open_invoice(kube: Kube, tenant: Tenant, name: str) -> OpenInvoice:
+    spec = invoice_spec(name, tenant.integration)
+    created = await kube.custom.create_namespaced_custom_object(API_GROUP, API_VERSION, tenant.namespace, "invoices", {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": "Invoice",
+        "metadata": {"name": name, "namespace": tenant.namespace}, "spec": spec.to_k8s(),
+    })
+    uid = created["metadata"]["uid"]
+    link_id = "plink_bench" + secrets.token_hex(8)
+    await kube.patch_status("invoices", tenant.namespace, name, {
+        "phase": "Open", "amountDue": amount_due(spec).to_k8s(),
+        "paymentLink": {"id": link_id, "url": f"https://buy.stripe.com/test_{link_id}", "active": True},
+    })
+    return OpenInvoice(name, uid, link_metadata(tenant.namespace, name, uid, spec))
+
+
+async def create_open_invoices(kube: Kube, tenant: Tenant, prefix: str, count: int) -> list[OpenInvoice]:
+    names = [f"{prefix}-{i:05d}" for i in range(count)]
+    return await bounded(names, lambda name: create_open_invoice(kube, tenant, name))
