@@ -44,5 +44,9 @@ test: install lint
 demo: install
 	$(BIN)/fluxrate demo
 
+# Speed and memory on the embedded sandbox (docs/performance.md); JSON in bench/results/.
+bench: install
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
