@@ -88,6 +88,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.networking.request_timeout = 60
+        if config.namespaces:
+            # Namespaced installs grant Roles only: don't ask the cluster-wide discovery questions kopf may not.
+            settings.scanning.disabled = True
         memo.runtime = Runtime(config, await Kube.connect())
 
     @kopf.on.login(registry=registry)
