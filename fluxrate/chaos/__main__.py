@@ -1,0 +1,3 @@
+from fluxrate.chaos.runner import main
+
+raise SystemExit(main())

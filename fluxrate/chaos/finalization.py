@@ -1,0 +1,78 @@
+"""Scenarios 3 and 4: invoices are finalized while Stripe misbehaves or the operator is SIGKILLed; every invoice
+must end Open with exactly one payment link (the stand-in's counter) and exactly one email."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+
+from fluxrate.chaos.outcome import Outcome, Size
+from fluxrate.chaos.stack import Stack, Tenant
+
+
+def finalization_figures(stack: Stack, tenant: Tenant, names: list[str], outcome: Outcome) -> None:
+    invoices = [stack.invoice(tenant.namespace, name) for name in names]
+    opened = [i for i in invoices if (i.get("status") or {}).get("phase") == "Open"
+              and (i["status"].get("paymentLink") or {}).get("id")]
+    links = stack.links_per_invoice(invoices)
+    emails = stack.emails_per_invoice(invoices)
+    message_ids = Counter(str(m.message["Message-ID"]) for m in stack.sandbox.smtp.messages)
+    outcome.figures.update({
+        "invoices": len(names), "open with a link": len(opened),
+        "links created": sum(links), "invoices with exactly 1 link": sum(1 for n in links if n == 1),
+        "emails": sum(emails), "invoices with exactly 1 email": sum(1 for n in emails if n == 1),
+        "duplicate emails (same Message-ID)": sum(n - 1 for n in message_ids.values()),
+        "Stripe requests": stack.sandbox.stripe.count_requests(),
+        "Stripe idempotent replays": stack.sandbox.stripe.idempotent_replays,
+    })
+    outcome.check("every invoice Open with its link", len(opened) == len(names))
+    outcome.check("exactly one payment link per invoice", all(n == 1 for n in links))
+    outcome.check("exactly one email per invoice", all(n == 1 for n in emails))
+
+
+async def stripe_faults(stack: Stack, size: Size, rng: random.Random, outcome: Outcome) -> None:
+    tenant = await stack.tenant("chaos-stripe-faults")
+    standin = stack.sandbox.stripe
+    errors_before, limited_before = standin.injected_errors, standin.rate_limited
+    standin.set_faults(error_rate=0.2, rate_limit_rate=0.1, latency_s=0.0, latency_max_s=2.0)
+    count = size.n(200)
+    names = stack.create_invoices(tenant, count)
+    try:
+        await stack.until(f"{count} invoices to be Open and emailed",
+                          lambda: len(stack.finalized(tenant.namespace, names)) == count, 600)
+    finally:
+        standin.reset_faults()
+    await asyncio.sleep(2.0)  # anything still retrying would create a second link or email now
+    outcome.figures.update({"injected 500s": standin.injected_errors - errors_before,
+                            "429s (injected + token bucket)": standin.rate_limited - limited_before,
+                            "latency spikes up to (s)": 2.0})
+    finalization_figures(stack, tenant, names, outcome)
+    outcome.check("faults were injected", standin.injected_errors > errors_before and
+                  standin.rate_limited > limited_before)
+
+
+async def operator_crash(stack: Stack, size: Size, rng: random.Random, outcome: Outcome) -> None:
+    tenant = await stack.tenant("chaos-op-crash")
+    count = size.n(100)
+    names = stack.create_invoices(tenant, count)
+    crashes = mid_work = 0
+    done_at_kill: list[int] = []
+    while len(stack.finalized(tenant.namespace, names)) < count and crashes < size.n(20, minimum=5):
+        await asyncio.sleep(rng.uniform(0.3, 2.5))
+        done = len(stack.finalized(tenant.namespace, names))
+        if done == count:
+            break
+        await stack.operator.restart()  # SIGKILL at a random moment, then a new process
+        crashes += 1
+        mid_work += 0 < done < count
+        done_at_kill.append(done)
+    await stack.until(f"{count} invoices to be Open and emailed",
+                      lambda: len(stack.finalized(tenant.namespace, names)) == count, 300)
+    await asyncio.sleep(3.0)  # a restarted operator would resend or recreate now
+    outcome.figures.update({"operator SIGKILLs": crashes, "kills with finalization under way": mid_work,
+                            "invoices done at each kill": " ".join(map(str, done_at_kill))})
+    finalization_figures(stack, tenant, names, outcome)
+    outcome.check("the operator was SIGKILLed during finalization", mid_work > 0 or crashes > 0)
+
+
