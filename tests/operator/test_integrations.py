@@ -227,3 +227,17 @@ async def test_deleting_an_integration_touches_nothing_else_in_stripe(
     await cluster.delete(SI, namespace, "prod")
     await eventually(lambda: cluster.get(SI, namespace, "prod"), lambda o: o is None)
     assert stripe_standin.count_requests(method="POST") + stripe_standin.count_requests(method="DELETE") == posts_before
+
+
+async def test_namespaced_operator_serves_only_its_namespaces(
+    kube, operator_settings, cluster: Cluster, stripe_standin: StripeStandin
+) -> None:
+    settings = dataclasses.replace(operator_settings, namespaces=("team-in",))
+    _, key = stripe_standin.add_account()
+    async with running_operator(settings):
+        for namespace in ("team-in", "team-out"):
+            await cluster.apply_secret(namespace, "stripe", {"secret-key": key})
+            await cluster.create(SI, namespace, integration())
+        await cluster.wait_condition(SI, "team-in", "prod", "Ready", status="True")
+        await asyncio.sleep(1.0)
+        assert (await cluster.get(SI, "team-out", "prod")).get("status") is None
