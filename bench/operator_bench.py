@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.proc import peak_rss_mib, rss_mib
+from bench.kube_requests import breakdown, start_log
+from bench.proc import cpu_seconds, peak_rss_mib, rss_mib
 from bench.stats import latency_summary
 from bench.tenant import bounded
 from fluxrate.demo.flow import ROOT_EXAMPLES, apply, condition, load_documents
@@ -42,7 +43,7 @@ def _documents(namespace: str, stripe_key: str) -> tuple[list[dict[str, Any]], d
 
 
 async def bench_operator(count: int, sandbox: Sandbox, kube: Kube, state_dir: Path,
-                         timeout: float = 120.0) -> dict[str, Any]:
+                         timeout: float = 120.0, settle: float = 3.0) -> dict[str, Any]:
     namespace = f"bench-op-{count}"
     _, key = sandbox.stripe.add_account()  # its own rate-limit bucket at the stand-in
     setup, template = _documents(namespace, key)
@@ -61,6 +62,8 @@ async def bench_operator(count: int, sandbox: Sandbox, kube: Kube, state_dir: Pa
         rss_idle = rss_mib(pid)
         stripe_requests, rate_limited = sandbox.stripe.count_requests(), sandbox.stripe.rate_limited
         emails = len(sandbox.smtp.messages)
+        kube_requests, cpu_before = sandbox.kube.emulator.request_count, cpu_seconds(pid)
+        start_log(sandbox.kube)
 
         names = [f"inv-{i:05d}" for i in range(count)]
         uids: dict[str, str] = {}
@@ -89,6 +92,11 @@ async def bench_operator(count: int, sandbox: Sandbox, kube: Kube, state_dir: Pa
             await asyncio.sleep(0.2)
         total_s = (max(ready_at.values()) - t0) if ready_at else None
         rss_loaded, rss_peak = rss_mib(pid), peak_rss_mib(pid)
+        operator_cpu = (cpu_seconds(pid) or 0.0) - (cpu_before or 0.0)
+        kube_requests = sandbox.kube.emulator.request_count - kube_requests
+        by_kind = breakdown(sandbox.kube)
+        await asyncio.sleep(settle)
+        rss_settled = rss_mib(pid)
 
     links = sum(sandbox.stripe.links_created_by_invoice.get(uid, 0) for uid in uids.values())
     return {
@@ -105,7 +113,11 @@ async def bench_operator(count: int, sandbox: Sandbox, kube: Kube, state_dir: Pa
         "emails_sent": len(sandbox.smtp.messages) - emails,
         "stripe_requests": sandbox.stripe.count_requests() - stripe_requests,
         "stripe_429": sandbox.stripe.rate_limited - rate_limited,
+        "operator_cpu_s": round(operator_cpu, 2),
+        "kube_requests": kube_requests,  # by the operator and by this bench's polling (one list per 0.2 s)
+        "kube_requests_by_kind": by_kind,  # None when more than the emulator's log holds (2000)
         "rss_mib_idle": rss_idle,
         "rss_mib_with_invoices": rss_loaded,
+        "rss_mib_settled": rss_settled,  # a few seconds later, nothing left to do
         "peak_rss_mib": rss_peak,
     }

@@ -27,3 +27,13 @@ def peak_rss_mib(pid: int | None = None) -> float | None:
     """Peak resident set size (VmHWM) in MiB."""
     kib = _status_kib(pid or os.getpid(), "VmHWM")
     return round(kib / 1024, 1) if kib is not None else None
+
+
+def cpu_seconds(pid: int | None = None) -> float | None:
+    """User plus system CPU time the process has used so far (from /proc/<pid>/stat)."""
+    try:
+        stat = Path(f"/proc/{pid or os.getpid()}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is fields[0], utime [11], stime [12]
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.proc import peak_rss_mib, rss_mib
+from bench.proc import cpu_seconds, peak_rss_mib, rss_mib
 from bench.tenant import OpenInvoice, Tenant, create_open_invoices, create_tenant
 from bench.webhook_load import Delivery, deliveries, drive, forged, ignored_event, paid_session_event, sign
 from fluxrate import WEBHOOK_PATH_PREFIX
@@ -75,13 +75,17 @@ def _repeat(items: Sequence[Delivery], count: int) -> list[Delivery]:
 
 async def _cell(sandbox: Sandbox, target: Target, items: Sequence[Delivery], concurrency: int,
                 budget: float) -> dict[str, Any]:
-    before = sandbox.kube.emulator.request_count
+    before, cpu_before = sandbox.kube.emulator.request_count, cpu_seconds(target.pid)
     result = await drive(target.url, items, concurrency, budget)
     await asyncio.sleep(0.05)  # background Events of the last deliveries
     kube_requests = sandbox.kube.emulator.request_count - before
+    cpu = (cpu_seconds(target.pid) or 0.0) - (cpu_before or 0.0)
     count = len(result.latencies)
     return {**result.summary(), "kube_requests": kube_requests,
-            "kube_requests_per_delivery": round(kube_requests / count, 3) if count else None}
+            "kube_requests_per_delivery": round(kube_requests / count, 3) if count else None,
+            # the receiver's own CPU per delivery; only meaningful when it runs as its own process
+            "receiver_cpu_ms_per_delivery": round(cpu * 1000 / count, 3) if count and target.receiver is None
+            else None}
 
 
 async def bench_receiver(mode: str, sandbox: Sandbox, kube: Kube, sizes: ReceiverSizes,

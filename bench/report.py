@@ -61,9 +61,10 @@ def render(data: dict[str, Any]) -> str:
     for run in data["suites"].get("receiver", []):
         parts.append(table(f"Webhook receiver ({run['mode']}): HTTP over loopback, aiohttp client",
                            ["scenario", "conc", "count", "per_s", "p50_ms", "p95_ms", "p99_ms", "kube_req/deliv",
-                            "unexpected"],
+                            "rx_cpu_ms/deliv", "unexpected"],
                            [[r["scenario"], r["concurrency"], r["count"], r["per_s"], r["p50_ms"], r["p95_ms"],
-                             r["p99_ms"], r["kube_requests_per_delivery"], r["unexpected"]] for r in run["rows"]]))
+                             r["p99_ms"], r["kube_requests_per_delivery"], r["receiver_cpu_ms_per_delivery"],
+                             r["unexpected"]] for r in run["rows"]]))
         mem = run["memory"]
         soak = ", ".join(f"{s['rss_mib']}" for s in mem["soak"])
         parts.append(f"RSS MiB ({mem['rss_includes']}): start {mem['rss_mib_start']}, after scenarios "
@@ -82,12 +83,13 @@ def render(data: dict[str, Any]) -> str:
     if "operator" in data["suites"]:
         parts.append(table("Operator (separate process): API create of N finalized invoices -> all Open + emailed",
                            ["N", "ready", "seconds", "floor_s", "inv/s", "p50_s", "p95_s", "links", "emails",
-                            "stripe_req", "429s", "rss_idle", "rss_N", "peak"],
+                            "stripe_req", "429s", "cpu_s", "kube_req", "rss_idle", "rss_N", "rss_later"],
                            [[r["invoices"], r["ready"], r["all_open_emailed_s"], r["floor_s"], r["invoices_per_s"],
                              round(r["per_invoice_create_to_ready"]["p50_ms"] / 1000, 2),
                              round(r["per_invoice_create_to_ready"]["p95_ms"] / 1000, 2),
                              r["payment_links_created"], r["emails_sent"], r["stripe_requests"], r["stripe_429"],
-                             r["rss_mib_idle"], r["rss_mib_with_invoices"], r["peak_rss_mib"]]
+                             r["operator_cpu_s"], r["kube_requests"], r["rss_mib_idle"], r["rss_mib_with_invoices"],
+                             r["rss_mib_settled"]]
                             for r in data["suites"]["operator"]]))
     parts.append(f"\ntotal {data['duration_s']} s")
     return "\n".join(parts)
