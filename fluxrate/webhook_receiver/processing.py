@@ -60,7 +60,7 @@ def parse_event(body: bytes) -> Mapping[str, Any] | None:
     """The Stripe event, or None when the body is not a JSON object with an id and a type."""
     try:
         event = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting deeper than Python's limit
         return None
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
         return None
