@@ -45,8 +45,10 @@ class Storm:
         await asyncio.gather(*(r.delivered for r in self.results))
 
 
-def payment_figures(stack: Stack, tenant: Tenant, invoices: list[Obj], storm: Storm, outcome: Outcome) -> Counter[str]:
-    """Figures every storm reports; returns the stand-in's answers by class."""
+def payment_figures(stack: Stack, tenant: Tenant, invoices: list[Obj], storm: Storm, outcome: Outcome,
+                    *, events_may_be_lost: bool = False) -> Counter[str]:
+    """Figures every storm reports; returns the stand-in's answers by class. A receiver SIGKILLed between the
+    status write and its Kubernetes Event loses that Event (``events_may_be_lost``); the payment is stored."""
     names = [i["metadata"]["name"] for i in invoices]
     paid = stack.paid(tenant.namespace, names)
     records = [i for i in paid if (i["status"].get("payment") or {}).get("providerPaymentId")]
@@ -68,8 +70,9 @@ def payment_figures(stack: Stack, tenant: Tenant, invoices: list[Obj], storm: St
         **{f"receiver outcome {k}": v for k, v in sorted(counts.items())},
     })
     outcome.check(f"exactly {len(invoices)} Paid", len(paid) == len(invoices))
-    outcome.check(f"exactly {len(invoices)} payment records (one Paid transition each)",
-                  len(records) == len(invoices) and len(paid_events) == len(invoices) and not second)
+    outcome.check(f"exactly {len(invoices)} payment records", len(records) == len(invoices))
+    enough_events = len(paid_events) <= len(invoices) if events_may_be_lost else len(paid_events) == len(invoices)
+    outcome.check("one Paid transition per invoice (Paid Events), no second payment", enough_events and not second)
     outcome.check("every payment arrived by webhook (reconciliation off)", sources.get("webhook", 0) == len(invoices))
     return classes
 
@@ -131,6 +134,8 @@ async def kube_outage(stack: Stack, size: Size, rng: random.Random, outcome: Out
 async def receiver_crash(stack: Stack, size: Size, rng: random.Random, outcome: Outcome) -> None:
     tenant = await stack.tenant("chaos-rx-crash")
     invoices = await stack.open_invoices(tenant, size.n(50, minimum=10))
+    # a slower Kubernetes API keeps each delivery in the receiver for a while, so that the kills land mid-request
+    stack.sandbox.kube.faults.latency = 0.2
     storm = Storm(stack, invoices, spread_s=8.0, rng=rng)
     storming = asyncio.create_task(storm.run())
     crashes = size.n(5, minimum=2)
@@ -140,13 +145,15 @@ async def receiver_crash(stack: Stack, size: Size, rng: random.Random, outcome: 
         await stack.receiver_ready()
     await storming
     await storm.delivered()
+    stack.sandbox.kube.faults.latency = 0.0
     await wait_paid(stack, tenant, invoices, 180)
-    classes = payment_figures(stack, tenant, invoices, storm, outcome)
+    classes = payment_figures(stack, tenant, invoices, storm, outcome, events_may_be_lost=True)
     errors = Counter(a.error for a in stack.sandbox.stripe.delivery_log[storm.log_start:] if a.status is None)
     cut = sum(n for error, n in errors.items() if error in CUT_MID_REQUEST)
     outcome.figures.update({"receiver SIGKILLs": stack.receiver.kills,
                             "requests cut mid-request": cut,
                             "connections refused while down": errors.get("ClientConnectorError", 0),
+                            "Kubernetes API latency injected (s)": 0.2,
                             "5xx answers": classes.get("5xx", 0)})
     outcome.check("the receiver was SIGKILLed with requests in flight", cut > 0)
     outcome.check("every payment completed by redelivery", len(stack.paid(
