@@ -81,15 +81,29 @@ def render(data: dict[str, Any]) -> str:
                      f"{p['heap_kib_after_1x']} KiB after 1x, {p['entries_after_100x']} / {p['heap_kib_after_100x']} "
                      "KiB after 100x")
     if "operator" in data["suites"]:
-        parts.append(table("Operator (separate process): API create of N finalized invoices -> all Open + emailed",
-                           ["N", "ready", "seconds", "floor_s", "inv/s", "p50_s", "p95_s", "links", "emails",
-                            "stripe_req", "429s", "cpu_s", "kube_req", "rss_idle", "rss_N", "rss_later"],
-                           [[r["invoices"], r["ready"], r["all_open_emailed_s"], r["floor_s"], r["invoices_per_s"],
-                             round(r["per_invoice_create_to_ready"]["p50_ms"] / 1000, 2),
-                             round(r["per_invoice_create_to_ready"]["p95_ms"] / 1000, 2),
-                             r["payment_links_created"], r["emails_sent"], r["stripe_requests"], r["stripe_429"],
-                             r["operator_cpu_s"], r["kube_requests"], r["rss_mib_idle"], r["rss_mib_with_invoices"],
-                             r["rss_mib_settled"]]
-                            for r in data["suites"]["operator"]]))
+        parts.append(_operator(data["suites"]["operator"]))
     parts.append(f"\ntotal {data['duration_s']} s")
+    return "\n".join(parts)
+
+
+def _operator(runs: Sequence[dict[str, Any]]) -> str:
+    headers = ["N", "bursts", "ready", "seconds", "floor_s", "inv/s", "p50_s", "p95_s", "links", "emails",
+               "stripe_req", "429s", "op_cpu_s", "sbx_cpu_s", "kube_req", "rss_idle", "rss_N", "rss_later"]
+    rows = []
+    for r in runs:
+        per = r["per_invoice_create_to_ready"]
+        rows.append([r["invoices"], r["batches"], r["ready"], r["all_open_emailed_s"], r["floor_s"],
+                     r["invoices_per_s"], round(per["p50_ms"] / 1000, 2), round(per["p95_ms"] / 1000, 2),
+                     r["payment_links_created"], r["emails_sent"], r["stripe_requests"], r["stripe_429"],
+                     r["operator_cpu_s"], r["sandbox_cpu_s"], r["kube_requests"], r["rss_mib_idle"],
+                     r["rss_mib_with_invoices"], r["rss_mib_settled"]])
+    parts = [table("Operator (separate process): API create of N finalized invoices -> all Open + emailed",
+                   headers, rows)]
+    for r in runs:
+        if r["rss_mib_after_each_batch"]:
+            steps = ", ".join(f"{s['invoices']}: {s['rss_mib']}" for s in r["rss_mib_after_each_batch"])
+            parts.append(f"operator RSS MiB after each burst (invoices held: MiB): idle {r['rss_mib_idle']}, {steps}")
+        if r["kube_requests_by_kind"]:
+            kinds = ", ".join(f"{k} {v}" for k, v in r["kube_requests_by_kind"].items())
+            parts.append(f"Kubernetes requests during N={r['invoices']} (bursts {r['batches']}): {kinds}")
     return "\n".join(parts)

@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--receiver-modes", default="inprocess,process",
                         help="inprocess (running_receiver in this loop) and/or process (python -m fluxrate receiver)")
     parser.add_argument("--operator-invoices", default=None,
-                        help="comma-separated invoice counts (default 50,200,400; --quick: 3)")
+                        help="invoice counts, comma-separated (default 50,200; --quick: 3); then 4 bursts of 100")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--keep-state", action="store_true", help="keep the sandbox state and process logs")
     return parser.parse_args(argv)
@@ -57,7 +57,8 @@ async def run(args: argparse.Namespace, state_dir: Path) -> dict[str, Any]:
     unknown = set(suites) - set(SUITES)
     if unknown:
         raise SystemExit(f"unknown suites: {', '.join(sorted(unknown))}")
-    counts = [int(n) for n in (args.operator_invoices or ("3" if args.quick else "50,200,400")).split(",")]
+    counts = [int(n) for n in (args.operator_invoices or ("3" if args.quick else "50,200")).split(",")]
+    growth = (2, 2) if args.quick else (100, 4)  # (invoices per burst, bursts)
     started = time.perf_counter()
     data: dict[str, Any] = {"name": args.name, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                             "machine": machine(), "quick": args.quick, "suites": {}}
@@ -75,8 +76,11 @@ async def run(args: argparse.Namespace, state_dir: Path) -> dict[str, Any]:
                 data["suites"]["memory_bounds"] = measure_bounds()
             if "operator" in suites:
                 settle = 0.2 if args.quick else 3.0
-                data["suites"]["operator"] = [await bench_operator(n, sandbox, kube, state_dir, settle=settle)
-                                              for n in counts]
+                runs = [await bench_operator(n, sandbox, kube, state_dir, settle=settle) for n in counts]
+                if growth:  # the same total in equal bursts, one operator: RSS against invoices held
+                    runs.append(await bench_operator(growth[0] * growth[1], sandbox, kube, state_dir,
+                                                     batches=growth[1], settle=settle))
+                data["suites"]["operator"] = runs
         finally:
             await kube.close()
     data["duration_s"] = round(time.perf_counter() - started, 1)
