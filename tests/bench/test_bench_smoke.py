@@ -31,7 +31,10 @@ def test_bench_quick_run_writes_the_expected_json(tmp_path: Path) -> None:
 
     bounds = data["suites"]["memory_bounds"]
     assert bounds["dedupe"]["entries_after_3x"] == bounds["dedupe"]["capacity"]
-    (op,) = data["suites"]["operator"]
-    assert op["ready"] == op["invoices"] == op["payment_links_created"] == op["emails_sent"]
-    assert op["stripe_429"] == 0
+    burst, growth = data["suites"]["operator"]
+    assert (burst["batches"], growth["batches"]) == (1, 2)
+    for op in (burst, growth):
+        assert op["ready"] == op["invoices"] == op["payment_links_created"] == op["emails_sent"]
+        assert op["stripe_429"] == 0
+    assert [step["invoices"] for step in growth["rss_mib_after_each_batch"]] == [2, 4]
     assert "smoke" in done.stdout and "Webhook receiver" in done.stdout
