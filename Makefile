@@ -48,5 +48,10 @@ demo: install
 bench: install
 	$(BIN)/python -m bench
 
+# Chaos and hostile-input suite at full size (docs/reliability.md): figures table, JSON in bench/results/.
+# `make test` runs it at CI size (tests/chaos/).
+chaos: install
+	$(BIN)/python -m fluxrate.chaos --size full
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

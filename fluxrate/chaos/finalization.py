@@ -28,6 +28,7 @@ def finalization_figures(stack: Stack, tenant: Tenant, names: list[str], outcome
     })
     outcome.check("every invoice Open with its link", len(opened) == len(names))
     outcome.check("exactly one payment link per invoice", all(n == 1 for n in links))
+    outcome.check("every invoice emailed", all(n >= 1 for n in emails))
     outcome.check("exactly one email per invoice", all(n == 1 for n in emails))
 
 
