@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,7 @@ async def bench_operator(count: int, sandbox: Sandbox, kube: Kube, state_dir: Pa
         connect_s = time.perf_counter() - started
         rss_idle = rss_mib(pid)
         stripe_requests, rate_limited = sandbox.stripe.count_requests(), sandbox.stripe.rate_limited
+        stripe_before = Counter(sandbox.stripe.request_counts)
         emails = len(sandbox.smtp.messages)
         kube_requests, cpu_before, own_cpu_before = sandbox.kube.emulator.request_count, cpu_seconds(pid), cpu_seconds()
         start_log(sandbox.kube)
@@ -139,6 +141,8 @@ async def bench_operator(count: int, sandbox: Sandbox, kube: Kube, state_dir: Pa
         "emails_sent": len(sandbox.smtp.messages) - emails,
         "stripe_requests": sandbox.stripe.count_requests() - stripe_requests,
         "stripe_429": sandbox.stripe.rate_limited - rate_limited,
+        "stripe_requests_by_kind": {f"{m} {p} {st}": n for (m, p, st), n in
+                                    (Counter(sandbox.stripe.request_counts) - stripe_before).most_common()},
         "operator_cpu_s": round(operator_cpu, 2),
         # this process: the sandbox (Kubernetes API, Stripe stand-in, SMTP sink) and the polling
         "sandbox_cpu_s": round(bench_cpu, 2),

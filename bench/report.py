@@ -106,4 +106,6 @@ def _operator(runs: Sequence[dict[str, Any]]) -> str:
         if r["kube_requests_by_kind"]:
             kinds = ", ".join(f"{k} {v}" for k, v in r["kube_requests_by_kind"].items())
             parts.append(f"Kubernetes requests during N={r['invoices']} (bursts {r['batches']}): {kinds}")
+        stripe = ", ".join(f"{k} x{v}" for k, v in r["stripe_requests_by_kind"].items())
+        parts.append(f"Stripe requests during N={r['invoices']} (bursts {r['batches']}): {stripe}")
     return "\n".join(parts)
