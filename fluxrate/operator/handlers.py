@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -128,7 +129,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         entry = runtime.clients.get(namespace, name)
         if entry is None or not (entry.ready and entry.active) or (namespace, name) not in waiting:
             return
-        marker = str(body["metadata"].get("resourceVersion"))
+        # unique per poke: a marker equal to one a killed process left behind would be a no-op patch (no event)
+        marker = f"{body['metadata'].get('resourceVersion')}.{uuid.uuid4().hex[:8]}"
         poke = {"metadata": {"annotations": {INTEGRATION_READY_ANNOTATION: marker}}}
         for invoice in set(waiting[(namespace, name)]):
             with contextlib.suppress(ApiException):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fluxrate.chaos.stack import Evidence, chaos_stack
+from fluxrate.chaos.stack import Evidence, chaos_stack, invoice_manifest
+from fluxrate.operator.handlers import INTEGRATION_READY_ANNOTATION
 from fluxrate.webhook_receiver.processing import parse_event
 
 
@@ -35,3 +36,28 @@ async def test_operator_killed_right_after_the_smtp_server_accepted_the_email_se
         message_ids = [str(m.message["Message-ID"]) for m in stack.sandbox.smtp.messages]
         assert len(set(message_ids)) == 1
         assert len(message_ids) == 1, f"the customer got {len(message_ids)} copies of one email"
+
+
+async def test_an_invoice_poked_by_a_killed_operator_is_still_woken_by_the_next_one(tmp_path: Path) -> None:
+    """Found by the operator-crash scenario (4 of 100 invoices stuck in Finalized/IntegrationNotReady for good).
+
+    The operator wakes invoices waiting for their integration by annotating them with the integration's
+    resourceVersion. A process killed right after that poke, before the invoice got its link, leaves the annotation
+    behind; the next process handles the invoice before its own Stripe client is connected (IntegrationNotReady,
+    wait for a poke), then pokes it with the same, unchanged resourceVersion: a no-op patch, no watch event, and
+    the invoice waits forever."""
+    async with chaos_stack(tmp_path / "stack", Evidence(), log_level="INFO") as stack:
+        tenant = await stack.tenant("finding-poke")
+        await stack.operator.kill()
+        integration_version = (stack.integration(tenant.namespace, tenant.integration) or {})["metadata"][
+            "resourceVersion"]
+        body = invoice_manifest(tenant, "inv-poked")
+        body["metadata"]["annotations"] = {INTEGRATION_READY_ANNOTATION: integration_version}  # the killed one's poke
+        stack.sandbox.kube.create_object(body)
+        stack.sandbox.stripe.set_faults(latency_s=2.0)  # the new process connects slowly, after the invoice waits
+        await stack.operator.start()
+        await stack.until("the invoice to wait for its integration", lambda: (
+            stack.invoice(tenant.namespace, "inv-poked").get("status") or {}).get("phase") == "Finalized", 60)
+        stack.sandbox.stripe.reset_faults()
+        await stack.until("the invoice to be Open and emailed",
+                          lambda: bool(stack.finalized(tenant.namespace, ["inv-poked"])), 60)
