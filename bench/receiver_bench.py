@@ -156,5 +156,5 @@ async def _soak(target: Target, tenant: Tenant, applied_bodies: Sequence[str], s
                  *_repeat(dupes, sizes.soak_per_round - 2 * third)]
         result = await drive(target.url, mixed, 32, 60)
         rounds.append({"round": index + 1, "deliveries": len(result.latencies), "per_s": result.summary()["per_s"],
-                       "rss_mib": rss_mib(target.pid)})
+                       "unexpected": result.unexpected, "rss_mib": rss_mib(target.pid)})
     return rounds

@@ -28,6 +28,7 @@ def test_bench_quick_run_writes_the_expected_json(tmp_path: Path) -> None:
             assert {"count", "per_s", "p50_ms", "p95_ms", "p99_ms", "kube_requests_per_delivery"} <= row.keys()
             assert row["unexpected"] == 0, row  # every delivery got the outcome its scenario expects
         assert {"rss_mib_start", "rss_mib_end", "soak", "status_recent_entries"} <= run["memory"].keys()
+        assert all(r["unexpected"] == 0 for r in run["memory"]["soak"])
 
     bounds = data["suites"]["memory_bounds"]
     assert bounds["dedupe"]["entries_after_3x"] == bounds["dedupe"]["capacity"]
