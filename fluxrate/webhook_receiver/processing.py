@@ -154,7 +154,8 @@ class DeliveryProcessor:
         if seen:
             if invoice_ref is not None:
                 self.events.post(invoice_ref, "WebhookDelivery",
-                                 f"Stripe event {event['type']} {event['id']}: duplicate (already applied).")
+                                 f"Stripe event {event['type']} {event['id']}: duplicate (already applied).",
+                                 at_most_every=self.settings.signature_event_interval)
             return True, Answer(200, "duplicate", "event already applied",
                                 invoice=invoice_ref.name if invoice_ref else None, **base)
 
@@ -188,7 +189,8 @@ class DeliveryProcessor:
                 self.events.post(ref, reason, message, type_)
             if decision.outcome != "applied" and not decision.events:
                 self.events.post(ref, "WebhookDelivery",
-                                 f"Stripe event {event['type']} {event['id']}: {decision.outcome} ({decision.reason}).")
+                                 f"Stripe event {event['type']} {event['id']}: {decision.outcome} ({decision.reason}).",
+                                 at_most_every=self.settings.signature_event_interval)
         return True, Answer(200, decision.outcome, None if decision.outcome == "applied" else decision.reason,
                             invoice=name, **base)
 

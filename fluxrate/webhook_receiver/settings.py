@@ -21,7 +21,9 @@ class ReceiverSettings:
     log_level: str = "INFO"
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     dedupe_size: int = 10_000  # recently applied event ids remembered in memory
-    signature_event_interval: float = 60.0  # at most one signature-failure Event per integration per interval
+    # At most one Event per object and reason per interval for repetitive traffic: signature failures on an
+    # integration, duplicate deliveries on an invoice (a redelivery storm must not become an Event storm).
+    signature_event_interval: float = 60.0
     shutdown_timeout: float = 30.0  # seconds in-flight deliveries get to finish on shutdown
 
     def serves(self, namespace: str) -> bool:
