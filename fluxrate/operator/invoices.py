@@ -36,18 +36,21 @@ class Result:
     retry_message: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass
 class InvoiceObject:
     namespace: str
     name: str
     uid: str
     generation: int
     body: Mapping[str, Any]
+    # The newest version this reconcile has seen or written: the next write starts from it instead of a read
+    # (a stale one only costs a 409 and a re-read inside update_status).
+    latest: Mapping[str, Any] | None = None
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> InvoiceObject:
         meta = body["metadata"]
-        return cls(meta["namespace"], meta["name"], meta["uid"], int(meta.get("generation") or 1), body)
+        return cls(meta["namespace"], meta["name"], meta["uid"], int(meta.get("generation") or 1), body, body)
 
     @property
     def status(self) -> Mapping[str, Any]:
@@ -88,7 +91,9 @@ class Reconciler:
                 merged["conditions"] = _with_conditions(latest, conditions, remove)
             return _changes(latest, merged)
 
-        written, _ = await update_status(self.kube, obj.namespace, obj.name, mutate)
+        initial = dict(obj.latest) if obj.latest is not None else None
+        written, _ = await update_status(self.kube, obj.namespace, obj.name, mutate, initial=initial)
+        obj.latest = written
         return written
 
     # --- the main reconcile ---------------------------------------------------------------------------
