@@ -193,7 +193,10 @@ class Reconciler:
 
     async def notify(self, obj: InvoiceObject, spec: models.InvoiceSpec, link: Mapping[str, Any],
                      result: Result) -> None:
+        # A fresh read: it decides whether to send, and makes the write that records the send conflict-free, so
+        # the window between the SMTP server's acceptance and that record (a crash there resends) stays minimal.
         latest = await self.kube.get_object("invoices", obj.namespace, obj.name) or obj.body
+        obj.latest = latest
         notification = (latest.get("status") or {}).get("notification") or {}
         if notification.get("linkId") == link["id"] and notification.get("sentAt"):
             return
