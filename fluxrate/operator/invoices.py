@@ -170,6 +170,15 @@ class Reconciler:
             created = (await entry.call(lambda c: c.v1.payment_links.create_async(
                 params=params, options={"idempotency_key": payment_link_idempotency_key(obj.uid)}
             ))).to_dict()
+        except stripe.IdempotencyError:
+            # An earlier attempt created the link with other parameters (the integration's after-completion
+            # settings changed in between): adopt that link rather than fail or create a second one.
+            created = await self.find_link(entry, obj.uid)
+            if created is None:
+                message = "Stripe reports an earlier attempt for this invoice but its link was not found; retrying."
+                await self.write(obj, {}, [_ready("Unknown", "LinkLookupPending", message)])
+                result.retry_after, result.retry_message = self.config.retry_delay, message
+                return None
         except stripe.StripeError as exc:
             if is_retryable(exc):
                 message = f"Stripe is unavailable ({type(exc).__name__}); retrying with backoff."
@@ -190,6 +199,22 @@ class Reconciler:
         ])
         result.events.append(("Normal", "PaymentLinkCreated", f"Payment link {link['id']} for {due['display']}."))
         return link
+
+    async def find_link(self, entry: IntegrationClient, uid: str, scan: int = 300) -> dict[str, Any] | None:
+        """The invoice's link among the account's newest ones (Stripe has no search by metadata)."""
+        params: dict[str, Any] = {"limit": 100}
+        seen = 0
+        while seen < scan:
+            page = await entry.call(lambda c: c.v1.payment_links.list_async(params=dict(params)))
+            for link in page.data:
+                data = link.to_dict()
+                if (data.get("metadata") or {}).get("invoice_uid") == uid:
+                    return data
+            seen += len(page.data)
+            if not page.has_more or not page.data:
+                break
+            params["starting_after"] = page.data[-1].id
+        return None
 
     async def notify(self, obj: InvoiceObject, spec: models.InvoiceSpec, link: Mapping[str, Any],
                      result: Result) -> None:

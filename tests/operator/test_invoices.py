@@ -282,3 +282,30 @@ async def test_without_smtp_the_condition_says_so(
         notified = await cluster.wait_condition(INV, namespace, "nomail-1", "CustomerNotified",
                                                 reason="SmtpNotConfigured")
     assert obj["status"]["paymentLink"]["url"] in notified["message"]
+
+
+async def test_changed_link_settings_between_attempts_adopt_the_first_link(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, smtp_sink: SmtpSink, namespace: str
+) -> None:
+    """A link created by an attempt whose status write was lost, then the integration's settings changed."""
+    from fluxrate.models import AfterCompletion, InvoiceSpec
+    from fluxrate.operator.payment_links import build_payment_link_params, payment_link_idempotency_key
+    from fluxrate.stripe_api import build_stripe_client, close_stripe_client
+
+    _, key = await connect(cluster, stripe_standin, namespace, active=False)
+    body = invoice_body("adopt-1")
+    created = await cluster.create(INV, namespace, body)
+    uid = created["metadata"]["uid"]
+    client = build_stripe_client(key, api_base=stripe_standin.url, max_network_retries=0)
+    try:  # what the lost first attempt sent, with the settings of that time
+        params = build_payment_link_params(namespace, "adopt-1", uid, InvoiceSpec.model_validate(body["spec"]),
+                                           AfterCompletion(message="old message"))
+        first = await client.v1.payment_links.create_async(
+            params=params, options={"idempotency_key": payment_link_idempotency_key(uid)})
+    finally:
+        await close_stripe_client(client)
+    await cluster.patch(SI, namespace, "production-stripe", {"spec": {"active": True}})
+    obj = await wait_phase(cluster, namespace, "adopt-1", "Open")
+    assert obj["status"]["paymentLink"]["id"] == first.id
+    assert len(links_for(stripe_standin, uid)) == 1
+    await smtp_sink.wait_for(1)
