@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,6 +13,7 @@ import pytest
 from fluxrate import API_GROUP, API_VERSION, crds
 from fluxrate.kube import Kube
 from fluxrate.sandbox.kube_server import KubeSandbox
+from fluxrate.sandbox.processes import WaitTimeout, wait_for
 from fluxrate.sandbox.smtp_sink import SmtpSink
 from fluxrate.sandbox.stripe_standin import StripeStandin
 
@@ -59,16 +59,10 @@ async def eventually(
     interval: float = 0.05,
 ) -> T:
     """Poll ``probe`` until ``check`` holds; fail with the last value seen."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = probe()
-        if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
-            value = await value  # type: ignore[misc]
-        if check(value):  # type: ignore[arg-type]
-            return value  # type: ignore[return-value]
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not reached within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(interval)
+    try:
+        return await wait_for("a condition", probe, check, timeout, interval)
+    except WaitTimeout as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def secret_manifest(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import socket
@@ -28,14 +29,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def wait_for(what: str, probe: Callable[[], Awaitable[T]], check: Callable[[T], bool],
+async def wait_for(what: str, probe: Callable[[], Awaitable[T] | T], check: Callable[[T], bool],
                    timeout: float = 30.0, interval: float = 0.1) -> T:
-    """Poll ``probe`` until ``check`` holds; ``WaitTimeout`` names ``what`` and the last value seen."""
+    """Poll ``probe`` (sync or async) until ``check`` holds; ``WaitTimeout`` names ``what`` and the last value."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        value = await probe()
-        if check(value):
-            return value
+        value = probe()
+        if inspect.isawaitable(value):
+            value = await value
+        if check(value):  # type: ignore[arg-type]
+            return value  # type: ignore[return-value]
         if asyncio.get_running_loop().time() > deadline:
             raise WaitTimeout(f"timed out waiting for {what}; last seen: {value!r}"[:2000])
         await asyncio.sleep(interval)
