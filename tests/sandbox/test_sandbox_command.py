@@ -75,3 +75,45 @@ def test_kubectl_applies_gets_and_deletes_the_examples(sandbox_process: Path) ->
     deleted = kubectl(sandbox_process, "delete", "-n", "default", "-f", "examples/")
     assert deleted.returncode == 0, deleted.stderr
     assert kubectl(sandbox_process, "get", "inv", "-n", "default", "-o", "name").stdout.strip() == ""
+
+
+def test_operator_and_receiver_run_from_the_env_file(tmp_path: Path) -> None:
+    """docs/sandbox.md: `. sandbox.env` then `fluxrate operator` and `fluxrate receiver` in other shells."""
+    from fluxrate.sandbox.processes import free_port
+
+    port = free_port()
+    state = tmp_path / "state"
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "fluxrate", "sandbox", "--state-dir", str(state), "--kube-port", "0",
+         "--stripe-port", "0", "--smtp-port", "0", "--public-base-url", f"http://127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    processes = [sandbox]
+    try:
+        deadline = time.monotonic() + 30
+        while not (state / "sandbox.env").exists():
+            assert time.monotonic() < deadline and sandbox.poll() is None
+            time.sleep(0.1)
+        env_file = dict(line.split("=", 1) for line in (state / "sandbox.env").read_text().splitlines())
+        env = {**os.environ, **env_file, "FLUXRATE_RECEIVER_HOST": "127.0.0.1", "FLUXRATE_RECEIVER_PORT": str(port)}
+        for command in ("operator", "receiver"):
+            processes.append(subprocess.Popen([sys.executable, "-m", "fluxrate", command], env=env,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        assert kubectl(state, "apply", "-n", "default", "-f", "examples/").returncode == 0
+        deadline = time.monotonic() + 60
+        phases = ""
+        while phases.split() != ["Open", "Open"]:
+            assert time.monotonic() < deadline, phases
+            phases = kubectl(state, "get", "inv", "-n", "default", "-o", "jsonpath={.items[*].status.phase}").stdout
+            time.sleep(0.5)
+        ready = kubectl(state, "get", "si", "production-stripe", "-n", "default", "-o",
+                        'jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.webhookEndpointId}')
+        status, endpoint = ready.stdout.split()
+        assert status == "True" and endpoint.startswith("we_")
+    finally:
+        for process in reversed(processes):
+            process.send_signal(signal.SIGINT if process is sandbox else signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
