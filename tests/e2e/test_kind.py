@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from fluxrate.sandbox.processes import free_port
 from fluxrate.sandbox.stack import EXAMPLE_SECRET_KEY
 from fluxrate.sandbox.stripe_standin import StripeStandin
 from fluxrate.sandbox.stripe_webhooks import sign_payload
@@ -51,12 +52,6 @@ def kubectl(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
 
 def kube_json(*args: str) -> dict[str, Any]:
     return json.loads(kubectl(*args, "-o", "json").stdout)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(what: str, probe: Any, timeout: float = 180, interval: float = 2) -> Any:
