@@ -49,7 +49,9 @@ async def stripe_faults(stack: Stack, size: Size, rng: random.Random, outcome: O
                             "429s (injected + token bucket)": standin.rate_limited - limited_before,
                             "latency spikes up to (s)": 2.0})
     finalization_figures(stack, tenant, names, outcome)
-    outcome.check("faults were injected", standin.injected_errors > errors_before and
+    # Either kind suffices to make the run meaningful; requiring both would fail ~1 CI run in 70 by chance
+    # (no 429 among ~40 requests at 10 %). The figures report both counts.
+    outcome.check("faults were injected", standin.injected_errors > errors_before or
                   standin.rate_limited > limited_before)
 
 
@@ -57,6 +59,8 @@ async def operator_crash(stack: Stack, size: Size, rng: random.Random, outcome: 
     """Invoices arrive in batches; after each batch the operator is SIGKILLed at a random moment (while booting,
     connecting, creating links or emailing) and restarted at once."""
     tenant = await stack.tenant("chaos-op-crash")
+    # Stripe answers after 0-1 s, so finalizations spread out and kills land with requests in flight.
+    stack.sandbox.stripe.set_faults(latency_max_s=1.0)
     count = size.n(100)
     crashes = size.n(20, minimum=5)
     batch = -(-count // crashes)
@@ -66,7 +70,13 @@ async def operator_crash(stack: Stack, size: Size, rng: random.Random, outcome: 
     for wave in range(crashes):
         if len(names) < count:
             names += stack.create_invoices(tenant, min(batch, count - len(names)), prefix=f"inv-{wave:02d}")
-        await asyncio.sleep(rng.uniform(0.3, 3.0))
+        loop = asyncio.get_running_loop()
+        kill_at = loop.time() + rng.uniform(0.3, 3.0)
+        while loop.time() < kill_at:
+            done = len(stack.finalized(tenant.namespace, names))
+            if wave == 0 and 0 < done < len(names):
+                break  # the first kill always lands mid-finalization; the others at random moments
+            await asyncio.sleep(0.02)
         done = len(stack.finalized(tenant.namespace, names))
         await stack.operator.restart()  # SIGKILL, then a new process
         under_way += done < len(names)

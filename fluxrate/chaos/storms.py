@@ -144,10 +144,18 @@ async def receiver_crash(stack: Stack, size: Size, rng: random.Random, outcome: 
     storm = Storm(stack, invoices, spread_s=8.0, rng=rng)
     storming = asyncio.create_task(storm.run())
     crashes = size.n(5, minimum=2)
-    for _ in range(crashes):
+
+    def cut_so_far() -> int:
+        return sum(1 for a in stack.sandbox.stripe.delivery_log[storm.log_start:]
+                   if a.status is None and a.error in CUT_MID_REQUEST)
+
+    kills = 0
+    # The planned kills at random moments, then (rarely needed) more until one has cut a request mid-flight.
+    while kills < crashes or (cut_so_far() == 0 and kills < crashes + 10 and not storming.done()):
         await asyncio.sleep(rng.uniform(0.5, 2.0))
         await stack.receiver.restart()  # SIGKILL, then a new process on the same port
         await stack.receiver_ready()
+        kills += 1
     await storming
     await storm.delivered()
     stack.sandbox.kube.faults.latency = 0.0
