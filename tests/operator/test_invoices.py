@@ -108,7 +108,7 @@ async def test_failed_status_write_after_link_creation_leaves_one_link_and_one_e
 ) -> None:
     async with running_operator(fast):
         await connect(cluster, stripe_standin, namespace)
-        stripe_standin.set_faults(latency_s=0.5)  # room to arm the fault between "Finalized" and "Open"
+        stripe_standin.set_faults(latency_s=1.0)  # room to arm the fault between "Finalized" and "Open"
         await cluster.create(INV, namespace, invoice_body("crash-1"))
         await wait_phase(cluster, namespace, "crash-1", "Finalized")
         rule = kube.faults.fail_next(1, 500, method="PATCH", resource="invoices", subresource="status",
@@ -129,7 +129,7 @@ async def test_operator_restart_between_link_and_status_leaves_one_link_and_one_
 ) -> None:
     async with running_operator(fast):
         await connect(cluster, stripe_standin, namespace)
-        stripe_standin.set_faults(latency_s=0.5)
+        stripe_standin.set_faults(latency_s=1.0)
         await cluster.create(INV, namespace, invoice_body("crash-2"))
         await wait_phase(cluster, namespace, "crash-2", "Finalized")
         kube.faults.fail_always(500, method="PATCH", resource="invoices", subresource="status", name="crash-2")
