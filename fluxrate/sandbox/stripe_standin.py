@@ -743,7 +743,10 @@ class StripeStandin:
                 f"Unrecognized request URL ({request.method}: {request.path}). Please see "
                 "https://stripe.com/docs or we can help at https://support.stripe.com/.",
             )
-        raw = await request.text() if request.method == "POST" else request.query_string
+        try:
+            raw = await request.text() if request.method == "POST" else request.query_string
+        except ConnectionResetError:  # the client died mid-request (the chaos suite SIGKILLs it): no traceback
+            raise StripeError(400, "The client disconnected while sending the request.") from None
         if request.method == "POST" and raw and not request.content_type.startswith(
             "application/x-www-form-urlencoded"
         ):
