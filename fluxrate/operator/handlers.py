@@ -7,6 +7,7 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
@@ -16,7 +17,7 @@ from fluxrate import API_GROUP, API_VERSION
 from fluxrate.kube import Kube
 from fluxrate.models import StripeIntegrationSpec
 from fluxrate.operator import integrations, invoices
-from fluxrate.operator.integrations import Event, IntegrationObject, Outcome
+from fluxrate.operator.integrations import IntegrationObject, Outcome
 from fluxrate.operator.settings import OperatorSettings
 from fluxrate.operator.stripe_clients import StripeClients
 
@@ -50,9 +51,10 @@ class Runtime:
         return self.locks[(kind, namespace, name)]
 
 
-def post_events(body: Any, events: list[Event]) -> None:
-    for event in events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+def post_events(body: Any, events: Iterable[tuple[str, str, str]]) -> None:
+    """Post (type, reason, message) Events on the object: integrations.Event or payments.Decision.events."""
+    for type_, reason, message in events:
+        kopf.event(body, type=type_, reason=reason, message=message)
 
 
 def apply_outcome(body: Any, patch: kopf.Patch, outcome: Outcome) -> None:
@@ -212,7 +214,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
             return
         async with runtime.lock("invoice", obj.namespace, obj.name):
             result = await runtime.invoices.reconcile(obj)
-        post_invoice_events(body, result.events)
+        post_events(body, result.events)
         if result.retry_after is not None:
             raise kopf.TemporaryError(result.retry_message, delay=backoff(result.retry_after, retry))
 
@@ -231,7 +233,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
                 return
             result = await runtime.invoices.deactivate_if_needed(invoices.InvoiceObject.of(latest), None,
                                                                  "the invoice is paid")
-        post_invoice_events(body, result.events)
+        post_events(body, result.events)
 
     def needs_timer(status: kopf.Status, **_: Any) -> bool:
         link = status.get("paymentLink") or {}
@@ -253,7 +255,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
                     events = [(t, r, f"{m} Found by reconciliation: the webhook was missed.") for t, r, m in events]
             else:
                 events = (await runtime.invoices.deactivate_if_needed(obj, None, "the invoice is paid")).events
-        post_invoice_events(body, events)
+        post_events(body, events)
 
     @kopf.on.delete(*INVOICES, registry=registry, id="invoice_deleted", retries=5, backoff=5)
     async def invoice_deleted(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
@@ -268,8 +270,3 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         if problem:
             kopf.warn(body, reason="PaymentLinkNotDeactivated",
                       message=f"{problem}: deactivate it in the Stripe Dashboard.")
-
-
-def post_invoice_events(body: Any, events: list[tuple[str, str, str]]) -> None:
-    for type_, reason, message in events:
-        kopf.event(body, type=type_, reason=reason, message=message)

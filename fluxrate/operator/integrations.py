@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import stripe
 
@@ -28,8 +28,9 @@ MANAGED_BY_LABELS = {"app.kubernetes.io/managed-by": "fluxrate", "billing.fluxra
 EventType = Literal["Normal", "Warning"]
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
+    """A Kubernetes Event to post; a plain (type, reason, message) tuple like payments.Decision.events."""
+
     type: EventType
     reason: str
     message: str
