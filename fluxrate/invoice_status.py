@@ -7,7 +7,6 @@ so concurrent writers (operator, receiver replicas, reconciliation timer) never 
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -41,10 +40,6 @@ def can_move(current: str | None, new: str) -> bool:
 
 
 Mutation = Callable[[dict[str, Any]], dict[str, Any] | None]
-
-
-def status_of(obj: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(obj.get("status") or {})
 
 
 async def update_status(

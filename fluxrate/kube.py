@@ -45,14 +45,6 @@ class ObjectRef:
         )
 
 
-def is_not_found(exc: BaseException) -> bool:
-    return isinstance(exc, ApiException) and exc.status == 404
-
-
-def is_conflict(exc: BaseException) -> bool:
-    return isinstance(exc, ApiException) and exc.status == 409
-
-
 def _kubeconfig_path() -> str | None:
     path = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
     return path if Path(path).is_file() else None
@@ -99,14 +91,6 @@ class Kube:
                 return None
             raise
         return decode_secret_data(secret)
-
-    async def read_secret_object(self, namespace: str, name: str) -> client.V1Secret | None:
-        try:
-            return await self.core.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
 
     async def write_owned_secret(
         self, owner: ObjectRef, name: str, data: Mapping[str, str], labels: Mapping[str, str]

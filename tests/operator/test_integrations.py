@@ -178,7 +178,7 @@ async def test_managed_endpoint_lifecycle(
         assert obj["status"]["webhookEndpointId"] == endpoint.id
         assert endpoint.url == obj["status"]["webhookURL"]
         assert sorted(endpoint.enabled_events) == sorted(DEFAULT_ENABLED_EVENTS)
-        secret = await cluster.kube.read_secret_object(namespace, obj["status"]["webhookSecretName"])
+        secret = await cluster.kube.core.read_namespaced_secret(obj["status"]["webhookSecretName"], namespace)
         assert secret.metadata.owner_references[0].uid == obj["metadata"]["uid"]
         assert decode_secret_data(secret)["signing-secret"] in endpoint.secrets
         configured = await cluster.condition(SI, namespace, "prod", "WebhookSecretConfigured")
