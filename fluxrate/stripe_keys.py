@@ -8,6 +8,10 @@ from typing import Literal
 
 Mode = Literal["live", "test"]
 
+# The key under which a managed webhook endpoint's signing secret is kept in the Secret the operator owns;
+# the receiver reads it from there.
+MANAGED_SIGNING_SECRET_KEY = "signing-secret"
+
 _SECRET_KEY = re.compile(r"^(sk|rk)_(live|test)_[A-Za-z0-9]{8,}$")
 _WEBHOOK_SECRET = re.compile(r"^whsec_[A-Za-z0-9+/=]{8,}$")
 

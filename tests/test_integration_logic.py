@@ -1,5 +1,6 @@
 """Pure parts of StripeIntegration reconciliation: what is sent to Stripe, computed as data."""
 
+from fluxrate import webhook_url
 from fluxrate.models import DEFAULT_ENABLED_EVENTS
 from fluxrate.operator.integrations import (
     build_webhook_endpoint_params,
@@ -7,7 +8,6 @@ from fluxrate.operator.integrations import (
     endpoint_idempotency_key,
     next_step_for_webhook_secret,
     owned_secret_name,
-    webhook_url,
 )
 
 

@@ -12,17 +12,16 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 import stripe
 
-from fluxrate import WEBHOOK_PATH_PREFIX
 from fluxrate import conditions as cond
+from fluxrate import webhook_url
 from fluxrate.kube import ObjectRef
 from fluxrate.models import StripeIntegrationSpec
 from fluxrate.operator.stripe_clients import IntegrationClient, StripeClients
 from fluxrate.stripe_api import close_stripe_client
 from fluxrate.stripe_errors import is_auth_error, is_not_found, is_retryable, user_message
-from fluxrate.stripe_keys import KeyProblem, parse_secret_key, parse_webhook_secrets
+from fluxrate.stripe_keys import MANAGED_SIGNING_SECRET_KEY, KeyProblem, parse_secret_key, parse_webhook_secrets
 
 ACCEPT_ACCOUNT_ANNOTATION = "billing.fluxrate.co/accept-account"
-SIGNING_SECRET_KEY = "signing-secret"
 MANAGED_BY_LABELS = {"app.kubernetes.io/managed-by": "fluxrate", "billing.fluxrate.co/role": "webhook-signing-secret"}
 
 EventType = Literal["Normal", "Warning"]
@@ -53,10 +52,6 @@ class SecretReader(Protocol):
 
 
 # --- pure -------------------------------------------------------------------------------------------------
-
-
-def webhook_url(public_base_url: str, namespace: str, name: str) -> str:
-    return f"{public_base_url.rstrip('/')}{WEBHOOK_PATH_PREFIX}/{namespace}/{name}"
 
 
 def owned_secret_name(integration: str) -> str:
@@ -335,7 +330,7 @@ async def _managed_endpoint(
                 if not is_not_found(exc):
                     raise
                 endpoint = None
-            if endpoint is not None and not (stored and stored.get(SIGNING_SECRET_KEY)):
+            if endpoint is not None and not (stored and stored.get(MANAGED_SIGNING_SECRET_KEY)):
                 # The signing secret is only returned on create: without it, replace the endpoint.
                 await entry.call(lambda c: c.v1.webhook_endpoints.delete_async(current_id))
                 endpoint = None
@@ -370,7 +365,8 @@ async def _managed_endpoint(
         others.append(cond.Condition("WebhookSecretConfigured", "False", reason, message))
         raise _Stop(reason, message, event=Event("Warning", reason, message)) from None
 
-    await kube.write_owned_secret(obj.ref, secret_name, {SIGNING_SECRET_KEY: created["secret"]}, MANAGED_BY_LABELS)
+    signing = {MANAGED_SIGNING_SECRET_KEY: created["secret"]}
+    await kube.write_owned_secret(obj.ref, secret_name, signing, MANAGED_BY_LABELS)
     new_id = str(created["id"])
     out.status["webhookEndpointId"] = new_id
     out.status["webhookSecretName"] = secret_name

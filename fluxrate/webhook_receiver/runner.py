@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from fluxrate import WEBHOOK_PATH_PREFIX
+from fluxrate import webhook_url
 from fluxrate.kube import Kube
 from fluxrate.webhook_receiver.app import build_app
 from fluxrate.webhook_receiver.logs import configure_logging
@@ -32,7 +32,7 @@ class RunningReceiver:
         return f"http://{self.host}:{self.port}"
 
     def webhook_url(self, namespace: str, integration: str) -> str:
-        return f"{self.url}{WEBHOOK_PATH_PREFIX}/{namespace}/{integration}"
+        return webhook_url(self.url, namespace, integration)
 
 
 @contextlib.asynccontextmanager

@@ -19,12 +19,11 @@ import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from fluxrate.kube import Kube, ObjectRef
-from fluxrate.stripe_keys import KeyProblem, parse_webhook_secrets
+from fluxrate.stripe_keys import MANAGED_SIGNING_SECRET_KEY, KeyProblem, parse_webhook_secrets
 
 log = logging.getLogger(__name__)
 
 PLURAL = "stripeintegrations"
-MANAGED_SECRET_KEY = "signing-secret"
 TRANSIENT_ERRORS = (ApiException, aiohttp.ClientError, TimeoutError, OSError)
 
 
@@ -50,7 +49,7 @@ def secret_location(obj: Mapping[str, Any]) -> tuple[str, str] | None:
     status = obj.get("status") or {}
     if (spec.get("webhookEndpoint") or {}).get("managed"):
         name = status.get("webhookSecretName")
-        return (name, MANAGED_SECRET_KEY) if name else None
+        return (name, MANAGED_SIGNING_SECRET_KEY) if name else None
     ref = spec.get("webhookSecretRef") or {}
     return (ref["name"], ref["key"]) if ref.get("name") and ref.get("key") else None
 
