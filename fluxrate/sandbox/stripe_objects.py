@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+from fluxrate.money import THREE_DECIMAL_CURRENCIES, ZERO_DECIMAL_CURRENCIES
+
 DOCS = "https://stripe.com/docs/error-codes"
 
 _ALNUM = string.ascii_letters + string.digits
@@ -287,10 +289,10 @@ MINIMUM_CHARGE: dict[str, int] = {
     "thb": 1000,
 }
 
-ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
-                "xaf", "xof", "xpf"}
+# Stripe's currency exponents are one fact, kept in fluxrate.money.
+ZERO_DECIMAL = {c.lower() for c in ZERO_DECIMAL_CURRENCIES}
 
-SUPPORTED_CURRENCIES: set[str] = set(MINIMUM_CHARGE) | ZERO_DECIMAL | {
+SUPPORTED_CURRENCIES: set[str] = set(MINIMUM_CHARGE) | ZERO_DECIMAL | {c.lower() for c in THREE_DECIMAL_CURRENCIES} | {
     "cny", "idr", "ils", "isk", "kes", "ngn", "php", "pkr", "sar", "try", "twd", "uah", "zar", "egp",
     "ars", "cop", "pen", "uyu", "qar", "kzt", "mad", "lkr", "bdt",
 }

@@ -309,3 +309,17 @@ async def test_changed_link_settings_between_attempts_adopt_the_first_link(
     assert obj["status"]["paymentLink"]["id"] == first.id
     assert len(links_for(stripe_standin, uid)) == 1
     await smtp_sink.wait_for(1)
+
+
+async def test_three_decimal_currency_link_is_in_thousandths(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    await connect(cluster, stripe_standin, namespace)
+    lines = [{"description": "Hosting", "quantity": 2, "unitAmount": "12.340"}]
+    body = invoice_body("kwd-1")
+    body["spec"].update(currency="KWD", lineItems=lines)
+    await cluster.create(INV, namespace, body)
+    obj = await wait_phase(cluster, namespace, "kwd-1", "Open")
+    (stored,) = links_for(stripe_standin, obj["metadata"]["uid"])
+    assert [(li["price"]["unit_amount"], li["quantity"]) for li in stored.line_items] == [(12340, 2)]
+    assert obj["status"]["amountDue"]["display"] == "24.680 KWD"
