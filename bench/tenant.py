@@ -17,6 +17,7 @@ from fluxrate import API_GROUP, API_VERSION
 from fluxrate.kube import Kube
 from fluxrate.models import InvoiceSpec, amount_due
 from fluxrate.operator.payment_links import link_metadata
+from fluxrate.sandbox.stack import Sandbox
 
 T = TypeVar("T")
 INTEGRATION = "bench-stripe"
@@ -97,3 +98,25 @@ async def create_open_invoice(kube: Kube, tenant: Tenant, name: str) -> OpenInvo
 async def create_open_invoices(kube: Kube, tenant: Tenant, prefix: str, count: int) -> list[OpenInvoice]:
     names = [f"{prefix}-{i:05d}" for i in range(count)]
     return await bounded(names, lambda name: create_open_invoice(kube, tenant, name))
+
+
+def seed_open_invoices(sandbox: Sandbox, tenant: Tenant, prefix: str, count: int) -> list[OpenInvoice]:
+    """The same objects as ``create_open_invoices``, written straight into the emulator (no HTTP: fast setup).
+    The emulator still validates them against the CRD schema and its CEL rules."""
+    emulator = sandbox.kube.emulator
+    api_version = f"{API_GROUP}/{API_VERSION}"
+    out = []
+    for i in range(count):
+        name = f"{prefix}-{i:05d}"
+        spec = invoice_spec(name, tenant.integration)
+        created = emulator.create_object({"apiVersion": api_version, "kind": "Invoice",
+                                          "metadata": {"name": name, "namespace": tenant.namespace},
+                                          "spec": spec.to_k8s()})
+        link_id = "plink_bench" + secrets.token_hex(8)
+        emulator.patch_object(api_version, "invoices", tenant.namespace, name, {"status": {
+            "phase": "Open", "amountDue": amount_due(spec).to_k8s(),
+            "paymentLink": {"id": link_id, "url": f"https://buy.stripe.com/test_{link_id}", "active": True},
+        }}, subresource="status")
+        out.append(OpenInvoice(name, created["metadata"]["uid"],
+                               link_metadata(tenant.namespace, name, created["metadata"]["uid"], spec)))
+    return out

@@ -112,3 +112,9 @@ async def drive(url: str, items: Sequence[Delivery], concurrency: int, time_budg
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         result.wall = time.perf_counter() - started
     return result
+
+
+def as_requests(path: str, items: Sequence[Delivery]) -> list[dict[str, Any]]:
+    """Deliveries as the load generator's requests (``bench.loadgen``)."""
+    return [{"method": "POST", "path": path, "body": item.body, "expect": item.expected,
+             "headers": {"Content-Type": "application/json", "Stripe-Signature": item.signature}} for item in items]

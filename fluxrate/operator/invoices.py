@@ -158,6 +158,15 @@ class Reconciler:
     async def create_link(
         self, obj: InvoiceObject, spec: models.InvoiceSpec, due: dict[str, Any], result: Result
     ) -> dict[str, Any] | None:
+        # kopf may hand a handler an older body than the last one it processed (its own annotation patch not yet
+        # seen on the watch after consistency_timeout, as under a burst of a thousand invoices): a link a previous
+        # run created would be created again, an idempotent replay that still spends a request of the Stripe budget.
+        fresh = await self.kube.get_object("invoices", obj.namespace, obj.name)
+        if fresh is not None:
+            obj.latest = fresh
+            existing = (fresh.get("status") or {}).get("paymentLink")
+            if existing:
+                return dict(existing)
         entry, integration_condition, integration_spec = await self.integration_client(obj, spec)
         if entry is None or integration_spec is None:
             await self.write(obj, {"phase": "Finalized", "amountDue": due}, [

@@ -16,7 +16,11 @@ from fluxrate.operator.settings import OperatorSettings
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kopf's formatter prefixes each object's messages with [namespace/name]: "Handler 'invoice' succeeded" alone
+    # does not say which invoice.
+    kopf.configure(debug=level == "DEBUG", log_format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                   log_prefix=True)
+    logging.getLogger().setLevel(getattr(logging, level))
     redact.install()
 
 

@@ -951,7 +951,7 @@ class KubeEmulator(KubernetesEmulator):
             raise bad_request(f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: '
                               f"strict decoding error: {fields}")
         apply_defaults(obj, res.schema, root=True)
-        causes = res.validator.validate(obj)
+        causes = res.validator.validate(obj, old)
         if res.cel is not None and not causes:
             causes = res.cel.validate(res.schema, _cel_view(obj), _cel_view(old) if old is not None else None)
         if causes:

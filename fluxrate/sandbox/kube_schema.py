@@ -289,6 +289,9 @@ def _cause(error: jsonschema.ValidationError) -> Cause:
             return Cause(field, "FieldValueInvalid", f"Invalid value: {shown}: {error.message}")
 
 
+SERVER_FIELDS = ("apiVersion", "kind", "metadata")  # validated by the server itself, not by the CRD schema
+
+
 class SchemaValidator:
     """Compiled validator for one CRD version's openAPIV3Schema."""
 
@@ -299,10 +302,30 @@ class SchemaValidator:
         for key in ("apiVersion", "kind", "metadata"):
             translated.get("properties", {}).pop(key, None)
         self._validator = jsonschema.Draft7Validator(translated, format_checker=_FORMAT_CHECKER)
+        self._properties: dict[str, Any] = translated.get("properties") or {}
+        self._by_property: dict[str, jsonschema.Draft7Validator] = {}
 
-    def validate(self, obj: dict[str, Any]) -> list[Cause]:
-        body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
-        errors = sorted(self._validator.iter_errors(body), key=lambda e: [str(p) for p in e.absolute_path])
+    def _property_validator(self, key: str) -> jsonschema.Draft7Validator:
+        if key not in self._by_property:
+            self._by_property[key] = jsonschema.Draft7Validator(self._properties[key], format_checker=_FORMAT_CHECKER)
+        return self._by_property[key]
+
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[Cause]:
+        """Causes of ``obj`` being invalid. With ``old`` (an update), a top-level field left unchanged is not
+        validated again (validation ratcheting, KEP-4008: on by default since Kubernetes 1.30)."""
+        body = {k: v for k, v in obj.items() if k not in SERVER_FIELDS}
+        required = self._validator.schema.get("required") or []
+        if old is None or any(key not in body for key in required):
+            errors = list(self._validator.iter_errors(body))
+        else:
+            errors = []
+            for key, value in body.items():
+                if old.get(key) == value or key not in self._properties:
+                    continue
+                for error in self._property_validator(key).iter_errors(value):
+                    error.path.appendleft(key)
+                    errors.append(error)
+        errors.sort(key=lambda e: [str(p) for p in e.absolute_path])
         causes: list[Cause] = []
         for error in errors:
             for leaf in _leaves(error):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -38,10 +40,15 @@ class ReceiverMetrics:
         )
         for outcome in OUTCOMES:  # every outcome is present from the start, at 0
             self.latency.labels(outcome)
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def observe(self, outcome: str, event_type: str | None, seconds: float) -> None:
-        self.deliveries.labels(outcome, type_label(event_type)).inc()
-        self.latency.labels(outcome).observe(seconds)
+        key = (outcome, type_label(event_type))
+        children = self._children.get(key)
+        if children is None:  # labels() takes a lock and builds a tuple: once per label set, not per delivery
+            children = self._children[key] = (self.deliveries.labels(*key), self.latency.labels(outcome))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

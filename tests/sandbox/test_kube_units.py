@@ -116,6 +116,22 @@ def test_date_time_format() -> None:
     assert cause.field == "spec.when" and "must be of type date-time" in cause.message
 
 
+def test_schema_validation_ratchets_unchanged_fields() -> None:
+    """An update is not refused for a top-level field it left as it was (KEP-4008); a changed one is validated."""
+    schema = {"type": "object", "required": ["spec"], "properties": {
+        "spec": {"type": "object", "properties": {"when": {"type": "string", "format": "date-time"}}},
+        "status": {"type": "object", "properties": {"n": {"type": "integer"}}}}}
+    validator = SchemaValidator(schema)
+    old = {"spec": {"when": "yesterday"}, "status": {"n": 1}}  # stored before the format was enforced
+    assert validator.validate({"spec": {"when": "yesterday"}, "status": {"n": 2}}, old) == []
+    [cause] = validator.validate({"spec": {"when": "yesterday"}, "status": {"n": "x"}}, old)
+    assert cause.field == "status.n"
+    [cause] = validator.validate({"spec": {"when": "today"}, "status": {"n": 1}}, old)
+    assert cause.field == "spec.when"
+    [cause] = validator.validate({"status": {"n": 1}}, old)  # a required field removed: the whole object
+    assert (cause.field, cause.reason) == ("spec", "FieldValueRequired")
+
+
 def test_cel_rules_compile_skip_and_evaluate() -> None:
     schema = {"type": "object", "properties": {"spec": {
         "type": "object",
@@ -136,6 +152,25 @@ def test_cel_rules_compile_skip_and_evaluate() -> None:
     assert (cause.field, cause.reason, cause.message) == ("spec", "FieldValueForbidden", "Forbidden: min is immutable")
     [cause] = rules.validate(schema, {"spec": {"min": 100, "max": 200}}, None)
     assert cause.message == 'Invalid value: "object": min 100 is too big'
+
+
+def test_cel_rules_ratchet_unchanged_values_but_not_transition_rules() -> None:
+    """Validation ratcheting (Kubernetes >= 1.30): a value an update leaves unchanged is not re-validated by rules
+    without oldSelf (a CRD tightened later does not block status writes); changed values and transition rules are."""
+    schema = {"type": "object", "properties": {
+        "spec": {"type": "object", "x-kubernetes-validations": [
+            {"rule": "self.min < 10", "message": "min too big"},
+            {"rule": "self.min == oldSelf.min", "message": "min is immutable"},
+        ], "properties": {"min": {"type": "integer"}}},
+        "status": {"type": "object", "properties": {"phase": {"type": "string"}}},
+    }}
+    rules = CelRules.compile("things.example.com", schema)
+    old = {"spec": {"min": 50}, "status": {"phase": "A"}}  # valid when written, before the rule was added
+    assert rules.validate(schema, {"spec": {"min": 50}, "status": {"phase": "B"}}, old) == []
+    assert [c.message for c in rules.validate(schema, {"spec": {"min": 60}}, old)] == [
+        'Invalid value: "object": min too big', 'Invalid value: "object": min is immutable']
+    assert [c.message for c in rules.validate(schema, {"spec": {"min": 50}}, None)] == [
+        'Invalid value: "object": min too big']
 
 
 async def test_root_cel_rules_see_metadata_name(kube: Any) -> None:

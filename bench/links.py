@@ -1,0 +1,107 @@
+"""Payment-link throughput (issue 10, measure 3): N invoices finalized at once against the Stripe stand-in
+enforcing Stripe's 25 requests/s test-mode limit; time until every one is Open, against the bound N / 25 s.
+
+The operator runs as its own process (``python -m fluxrate operator``) with the examples' StripeIntegration
+(managed webhook endpoint) on a fresh stand-in account (its own rate-limit bucket). The N invoices are written
+straight into the emulator, as fast as it takes them (a GitOps sync of N manifests), and a watch on the sandbox
+API records when each is first seen Open with its link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.proc import cpu_seconds, peak_rss_mib, rss_mib
+from bench.stats import latency_summary
+from bench.watch import first_seen, is_open
+from fluxrate import API_GROUP, API_VERSION
+from fluxrate.demo.flow import ROOT_EXAMPLES, apply, condition, load_documents
+from fluxrate.kube import Kube
+from fluxrate.sandbox.processes import process, wait_for
+from fluxrate.sandbox.stack import Sandbox
+
+STRIPE_TEST_RATE = 25.0  # the stand-in's (and Stripe's) test-mode limit, and the operator's default budget
+Obj = dict[str, Any]
+OPERATOR_LOG_LEVEL = os.environ.get("BENCH_OPERATOR_LOG_LEVEL", "INFO")  # DEBUG shows kopf's every step
+
+
+def examples(stripe_key: str) -> tuple[list[Obj], Obj]:
+    """The examples' Secret and StripeIntegration (managed webhook endpoint), and their USD invoice as template."""
+    docs = load_documents(ROOT_EXAMPLES)
+    setup = []
+    for doc in docs:
+        if doc["kind"] == "Secret":
+            doc["stringData"] = {key: stripe_key for key in doc.get("stringData", {})}
+        if doc["kind"] in ("Secret", "StripeIntegration"):
+            setup.append(doc)
+    template = next(d for d in docs if d["kind"] == "Invoice" and d["spec"]["currency"] == "USD")
+    return setup, template
+
+
+async def bench_links(sandbox: Sandbox, kube: Kube, state_dir: Path, count: int, *, timeout: float = 180.0,
+                      profiler: Any = None) -> dict[str, Any]:
+    namespace = f"bench-links-{count}"
+    _, key = sandbox.stripe.add_account()
+    setup, template = examples(key)
+    for doc in setup:
+        await apply(kube, namespace, doc)
+    integration = next(d["metadata"]["name"] for d in setup if d["kind"] == "StripeIntegration")
+    env = {**sandbox.env(), "FLUXRATE_LOG_LEVEL": OPERATOR_LOG_LEVEL, "FLUXRATE_WATCH_NAMESPACES": namespace}
+    async with process("operator", ["operator"], env, state_dir / f"{namespace}.log") as operator:
+        await wait_for("the integration to be Ready",
+                       lambda: kube.get_object("stripeintegrations", namespace, integration),
+                       lambda o: (condition(o, "Ready") or {}).get("status") == "True", timeout=60)
+        await asyncio.sleep(1.0)  # the managed endpoint's Secret and the Ready status settle
+        stripe_before, limited_before = Counter(sandbox.stripe.request_counts), sandbox.stripe.rate_limited
+        emails_before, kube_before = len(sandbox.smtp.messages), sandbox.kube.emulator.request_count
+        cpu_before, rss_before = cpu_seconds(operator.pid), rss_mib(operator.pid)
+        created: dict[str, float] = {}
+        async with first_seen(sandbox, namespace, is_open) as seen:
+            if profiler is not None:
+                await profiler("operator-links", operator.pid)
+            for i in range(count):
+                doc = copy.deepcopy(template)
+                doc["metadata"] = {"name": f"inv-{i:05d}", "namespace": namespace}
+                sandbox.kube.emulator.create_object(doc)
+                created[doc["metadata"]["name"]] = time.time()
+                if i % 50 == 49:
+                    await asyncio.sleep(0)  # let the API serve the watch while the rest are written
+            first = min(created.values())
+            await seen.wait(count, timeout)
+        opened = seen.at
+        finished = max(opened.values()) if opened else time.time()
+        emails = len(sandbox.smtp.messages) - emails_before
+        operator_cpu = (cpu_seconds(operator.pid) or 0.0) - (cpu_before or 0.0)
+        rss_after, rss_peak = rss_mib(operator.pid), peak_rss_mib(operator.pid)
+        kube_requests = sandbox.kube.emulator.request_count - kube_before
+
+    uids = [o["metadata"]["uid"] for o in sandbox.kube.emulator.list_objects(f"{API_GROUP}/{API_VERSION}",
+                                                                             "invoices", namespace)]
+    links = Counter(sandbox.stripe.links_created_by_invoice[uid] for uid in uids)
+    elapsed = finished - first
+    bound = count / STRIPE_TEST_RATE
+    stripe_requests = Counter(sandbox.stripe.request_counts) - stripe_before
+    return {
+        "invoices": count,
+        "open": len(opened),
+        "write_s": round(max(created.values()) - first, 2),
+        "all_open_s": round(elapsed, 2),
+        "bound_s": bound,
+        "of_bound": round(bound / elapsed, 3) if elapsed > 0 else None,
+        "stripe_429": sandbox.stripe.rate_limited - limited_before,
+        "finalize_to_open": latency_summary([opened[n] - created[n] for n in opened], elapsed),
+        "invoices_with_one_link": links.get(1, 0),
+        "invoices_with_more_links": sum(n for k, n in links.items() if k > 1),
+        "emails_sent_by_then": emails,  # the email follows Open; not part of this measure
+        "stripe_requests": sum(stripe_requests.values()),
+        "stripe_requests_by_kind": {f"{m} {p} {s}": n for (m, p, s), n in stripe_requests.most_common()},
+        "kube_requests": kube_requests,
+        "operator_cpu_s": round(operator_cpu, 1),
+        "operator_rss_mib": {"before": rss_before, "after": rss_after, "peak": rss_peak},
+    }
