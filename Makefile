@@ -44,9 +44,15 @@ test: install lint
 demo: install
 	$(BIN)/fluxrate demo
 
-# Speed and memory on the embedded sandbox (docs/performance.md); JSON in bench/results/.
-bench: install
-	$(BIN)/python -m bench
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+# Speed and memory on the embedded sandbox (docs/performance.md): tables on stdout, JSON in bench/results/.
+# `make bench BENCH_ARGS=--profile` attaches py-spy to each process under test instead (figures not comparable).
+bench: install $(BENCH_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # Chaos and hostile-input suite at full size (docs/reliability.md): figures table, JSON in bench/results/.
 # `make test` runs it at CI size (tests/chaos/).

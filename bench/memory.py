@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.links import examples
 from bench.memory_bounds import measure_bounds
-from bench.operator_bench import _documents
 from bench.proc import cpu_seconds, peak_rss_mib, rss_mib
 from bench.servers import generate, receiver_process
 from bench.tenant import Tenant, create_tenant, seed_open_invoices
@@ -138,7 +138,7 @@ async def _set_up(kube: Kube, namespaces: Sequence[str], stripe_key: str) -> tup
     template: dict[str, Any] = {}
     name = ""
     for namespace in namespaces:
-        setup, template = _documents(namespace, stripe_key)
+        setup, template = examples(stripe_key)
         for doc in setup:
             await apply(kube, namespace, copy.deepcopy(doc))
         name = next(d["metadata"]["name"] for d in setup if d["kind"] == "StripeIntegration")

@@ -48,64 +48,102 @@ def write_json(name: str, data: dict[str, Any], results: Path = RESULTS) -> Path
     return path
 
 
+TARGETS = {  # issue 10: (what, comparison, bound)
+    "b/a": ("receiver on already-applied events / bare aiohttp, RPS", ">=", 0.6),
+    "c/d": ("receiver applying payments / sandbox API status patches, RPS", ">=", 0.8),
+    "links_of_bound": ("1000 invoices: bound (N / 25 s) / time until all Open", ">=", 0.9),
+    "links_429": ("answers of 429 from Stripe during it", "==", 0),
+    "webhook_to_paid_p99_ms": ("webhook -> Paid p99 at 50% of (c), ms", "<", 100.0),
+    "operator_rss_mib_10k": ("operator RSS with 10,000 invoices, MiB", "<", 250.0),
+}
+
+
+def _measured(data: dict[str, Any]) -> dict[str, Any]:
+    suites = data["suites"]
+    out: dict[str, Any] = {}
+    if "ceiling" in suites:
+        ceiling = suites["ceiling"]
+        out["b/a"], out["c/d"] = ceiling["ratios"]["b/a"], ceiling["ratios"]["c/d"]
+        out["webhook_to_paid_p99_ms"] = ceiling["latency"]["webhook_to_paid"]["p99_ms"]
+    if "links" in suites:
+        out["links_of_bound"], out["links_429"] = suites["links"]["of_bound"], suites["links"]["stripe_429"]
+    if "memory" in suites:
+        mixed = suites["memory"]["operator"].get("mixed") or {}
+        out["operator_rss_mib_10k"] = mixed.get("rss_mib") if mixed.get("idle") else None
+    return out
+
+
+def targets(data: dict[str, Any]) -> dict[str, Any]:
+    """Each target of issue 10 with the measured value and whether it was met (None: not measured)."""
+    result = {}
+    for key, value in _measured(data).items():
+        what, op, bound = TARGETS[key]
+        met = None if value is None else {">=": value >= bound, "<": value < bound, "==": value == bound}[op]
+        result[key] = {"what": what, "target": f"{op} {bound}", "measured": value, "met": met}
+    return result
+
+
 def render(data: dict[str, Any]) -> str:
-    parts = []
     m = data["machine"]
-    parts.append(f"fluxrate bench {data['name']} at {data['date']} on {m['nproc']} CPU {m['uname_m']}, "
-                 f"load {' '.join(m['loadavg'] or [])}")
-    if "kube" in data["suites"]:
-        parts.append(table("Sandbox Kubernetes API (kubernetes_asyncio client, in-process emulator)",
-                           ["operation", "conc", "count", "per_s", "p50_ms", "p95_ms", "p99_ms"],
-                           [[r["operation"], r["concurrency"], r["count"], r["per_s"], r["p50_ms"], r["p95_ms"],
-                             r["p99_ms"]] for r in data["suites"]["kube"]]))
-    for run in data["suites"].get("receiver", []):
-        parts.append(table(f"Webhook receiver ({run['mode']}): HTTP over loopback, aiohttp client",
-                           ["scenario", "conc", "count", "per_s", "p50_ms", "p95_ms", "p99_ms", "kube_req/deliv",
-                            "rx_cpu_ms/deliv", "unexpected"],
-                           [[r["scenario"], r["concurrency"], r["count"], r["per_s"], r["p50_ms"], r["p95_ms"],
-                             r["p99_ms"], r["kube_requests_per_delivery"], r["receiver_cpu_ms_per_delivery"],
-                             r["unexpected"]] for r in run["rows"]]))
-        mem = run["memory"]
-        soak = ", ".join(f"{s['rss_mib']}" for s in mem["soak"])
-        parts.append(f"RSS MiB ({mem['rss_includes']}): start {mem['rss_mib_start']}, after scenarios "
-                     f"{mem['rss_mib_after_scenarios']}, after each soak round [{soak}], end {mem['rss_mib_end']}, "
-                     f"peak {mem['peak_rss_mib']}; {mem['deliveries_total']} deliveries; status.deliveries.recent "
-                     f"holds {mem['status_recent_entries']}")
-    if "memory_bounds" in data["suites"]:
-        b = data["suites"]["memory_bounds"]
-        d, p = b["dedupe"], b["pending_recent"]
-        parts.append(f"\n== Receiver memory bounds (tracemalloc)\ndedupe LRU capacity {d['capacity']}: "
-                     f"{d['entries_after_1x']} entries / {d['heap_mib_after_1x']} MiB after 1x, "
-                     f"{d['entries_after_3x']} entries / {d['heap_mib_after_3x']} MiB after 3x capacity adds\n"
-                     f"pending recent deliveries (limit {p['limit']}): {p['entries_after_1x']} entries / "
-                     f"{p['heap_kib_after_1x']} KiB after 1x, {p['entries_after_100x']} / {p['heap_kib_after_100x']} "
-                     "KiB after 100x")
-    if "operator" in data["suites"]:
-        parts.append(_operator(data["suites"]["operator"]))
+    parts = [f"fluxrate bench {data['name']} at {data['date']} on {m['nproc']} CPU {m['uname_m']}, load "
+             f"{' '.join(m['loadavg'] or [])}" + (" (PROFILED: figures not comparable)" if data["profiled"] else "")]
+    suites = data["suites"]
+    if "ceiling" in suites:
+        ceiling = suites["ceiling"]
+        parts.append(table("1. Receiver ceiling: one load generator process, closed loop, keep-alive",
+                           ["cell", "conc", "count", "RPS", "p50_ms", "p99_ms", "outcomes", "unexpected"],
+                           [[r["cell"], r["concurrency"], r["count"], r["per_s"], r["p50_ms"], r["p99_ms"],
+                             " ".join(f"{k}:{v}" for k, v in r["outcomes"].items()), r["unexpected"]]
+                            for r in ceiling["rows"]]))
+        parts.append(f"ratios: b/a {ceiling['ratios']['b/a']}, c/d {ceiling['ratios']['c/d']}")
+        lat = ceiling["latency"]
+        paid, answer = lat["webhook_to_paid"], lat["delivery_answer"]
+        parts.append(f"\n== 2. Webhook -> Paid at {lat['rate_per_s']}/s (half of (c)), open loop\n"
+                     f"{lat['paid_seen']} of {lat['deliveries']} seen Paid by a watch: p50 {paid['p50_ms']} ms, "
+                     f"p95 {paid['p95_ms']} ms, p99 {paid['p99_ms']} ms, max {paid['max_ms']} ms (answer p99 "
+                     f"{answer['p99_ms']} ms; unexpected outcomes {lat['unexpected']})")
+    if "links" in suites:
+        r = suites["links"]
+        per = r["finalize_to_open"]
+        parts.append(f"\n== 3. Payment links: {r['invoices']} invoices finalized at once, Stripe stand-in at 25 req/s\n"
+                     f"all Open after {r['all_open_s']} s (bound {r['bound_s']} s: {r['of_bound']} of it; invoices "
+                     f"written in {r['write_s']} s); 429s {r['stripe_429']}; finalize -> Open p50 "
+                     f"{round(per['p50_ms'] / 1000, 2)} s, p99 {round(per['p99_ms'] / 1000, 2)} s; links: "
+                     f"{r['invoices_with_one_link']} invoices with one, {r['invoices_with_more_links']} with more; "
+                     f"Stripe requests {r['stripe_requests_by_kind']}; Kubernetes requests {r['kube_requests']}; "
+                     f"operator CPU {r['operator_cpu_s']} s, RSS {r['operator_rss_mib']}")
+    if "memory" in suites:
+        parts.append(_memory(suites["memory"]))
+    if data.get("profiles"):
+        for name, summary in data["profiles"].items():
+            own = ", ".join(f"{f} {p}%" for f, p in summary["own_pct"][:8])
+            parts.append(f"\nprofile {name} ({summary['samples']} samples; {summary['file']}): {own}")
+    if data.get("targets"):
+        parts.append(table("Targets (issue 10)", ["target", "what", "wanted", "measured", "met"],
+                           [[k, t["what"], t["target"], t["measured"], {True: "yes", False: "MISSED", None: "-"}[
+                               t["met"]]] for k, t in data["targets"].items()]))
     parts.append(f"\ntotal {data['duration_s']} s")
     return "\n".join(parts)
 
 
-def _operator(runs: Sequence[dict[str, Any]]) -> str:
-    headers = ["N", "bursts", "ready", "seconds", "floor_s", "inv/s", "p50_s", "p95_s", "links", "emails",
-               "stripe_req", "429s", "op_cpu_s", "sbx_cpu_s", "kube_req", "rss_idle", "rss_N", "rss_later"]
+def _memory(memory: dict[str, Any]) -> str:
+    op, rx = memory["operator"], memory["receiver"]
     rows = []
-    for r in runs:
-        per = r["per_invoice_create_to_ready"]
-        rows.append([r["invoices"], r["batches"], r["ready"], r["all_open_emailed_s"], r["floor_s"],
-                     r["invoices_per_s"], round(per["p50_ms"] / 1000, 2), round(per["p95_ms"] / 1000, 2),
-                     r["payment_links_created"], r["emails_sent"], r["stripe_requests"], r["stripe_429"],
-                     r["operator_cpu_s"], r["sandbox_cpu_s"], r["kube_requests"], r["rss_mib_idle"],
-                     r["rss_mib_with_invoices"], r["rss_mib_settled"]])
-    parts = [table("Operator (separate process): API create of N finalized invoices -> all Open + emailed",
-                   headers, rows)]
-    for r in runs:
-        if r["rss_mib_after_each_batch"]:
-            steps = ", ".join(f"{s['invoices']}: {s['rss_mib']}" for s in r["rss_mib_after_each_batch"])
-            parts.append(f"operator RSS MiB after each burst (invoices held: MiB): idle {r['rss_mib_idle']}, {steps}")
-        if r["kube_requests_by_kind"]:
-            kinds = ", ".join(f"{k} {v}" for k, v in r["kube_requests_by_kind"].items())
-            parts.append(f"Kubernetes requests during N={r['invoices']} (bursts {r['batches']}): {kinds}")
-        stripe = ", ".join(f"{k} x{v}" for k, v in r["stripe_requests_by_kind"].items())
-        parts.append(f"Stripe requests during N={r['invoices']} (bursts {r['batches']}): {stripe}")
+    for key in ("mixed", "all_open"):
+        run = op.get(key)
+        if run:
+            rows.append([key, run["invoices"], run.get("mix"), run["objects_resumed"], run["resumed_s"], run["idle"],
+                         run["rss_mib"], run["peak_rss_mib"], run["operator_cpu_s"], run["kube_requests"],
+                         run["payment_links_created"], run["emails_sent"], run["paid_phase_changed"]])
+    parts = [table(f"4. Memory: operator (own process; idle {op['rss_mib_idle']} MiB) resuming invoices",
+                   ["run", "invoices", "mix", "resumed", "resumed_s", "idle", "rss_mib", "peak_mib", "cpu_s",
+                    "kube_req", "new_links", "emails", "paid_changed"], rows)]
+    steps = ", ".join(str(s) for s in rx["rss_mib_after_each_step"])
+    parts.append(f"receiver: {rx['deliveries']} deliveries ({rx['outcomes']}; unexpected {rx['unexpected']}): RSS "
+                 f"{rx['rss_mib_start']} MiB at start, after each step [{steps}], peak {rx['peak_rss_mib']} MiB")
+    b = memory["bounds"]
+    d, p = b["dedupe"], b["pending_recent"]
+    parts.append(f"bounded structures (tracemalloc): dedupe LRU {d['entries_after_3x']} entries / "
+                 f"{d['heap_mib_after_3x']} MiB after 3x its capacity of adds; pending recent deliveries "
+                 f"{p['entries_after_100x']} / {p['heap_kib_after_100x']} KiB after 100x")
     return "\n".join(parts)

@@ -1,4 +1,4 @@
-"""``python -m bench``: every benchmark against the embedded sandbox, tables on stdout, JSON in bench/results/.
+"""``python -m bench``: issue 10's measures on the embedded sandbox; tables on stdout, JSON in bench/results/.
 
 Traffic goes only to 127.0.0.1. Every loop is bounded in count and time; the full run takes a few minutes.
 """
@@ -16,18 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.kube_bench import KubeSizes, bench_kube
-from bench.memory_bounds import measure_bounds
-from bench.operator_bench import bench_operator
-from bench.receiver_bench import ReceiverSizes, bench_receiver
-from bench.report import RESULTS, machine, render, write_json
+from bench.ceiling import QUICK_CEILING, CeilingSizes, bench_ceiling
+from bench.links import bench_links
+from bench.memory import QUICK_MEMORY, MemorySizes, bench_memory
+from bench.profile import Profiles, py_spy
+from bench.report import RESULTS, machine, render, targets, write_json
 from fluxrate.kube import Kube
 from fluxrate.sandbox.stack import running_sandbox
 
-SUITES = ("kube", "receiver", "memory", "operator")
-QUICK_RECEIVER = ReceiverSizes(per_cell=12, applied_per_cell=6, concurrencies=(1, 4), cell_budget_s=5,
-                               soak_rounds=2, soak_per_round=30)
-QUICK_KUBE = KubeSizes(writes=10, lists=3, concurrencies=(1, 4))
+SUITES = ("ceiling", "links", "memory")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,10 +32,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--name", default="bench", help="results file prefix (default: bench)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the bench runs, measures nothing")
     parser.add_argument("--only", default=",".join(SUITES), help=f"comma-separated subset of {','.join(SUITES)}")
-    parser.add_argument("--receiver-modes", default="inprocess,process",
-                        help="inprocess (running_receiver in this loop) and/or process (python -m fluxrate receiver)")
-    parser.add_argument("--operator-invoices", default=None,
-                        help="invoice counts, comma-separated (default 50,200; --quick: 3); then 4 bursts of 100")
+    parser.add_argument("--invoices", type=int, default=None, help="invoices finalized at once (default 1000)")
+    parser.add_argument("--profile", action="store_true",
+                        help="attach py-spy to each process under test; writes collapsed stacks and top functions")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--keep-state", action="store_true", help="keep the sandbox state and process logs")
     return parser.parse_args(argv)
@@ -49,7 +45,7 @@ def _log_to_file(path: Path) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)  # the receiver's production level: one line per delivery
+    root.setLevel(logging.INFO)
 
 
 async def run(args: argparse.Namespace, state_dir: Path) -> dict[str, Any]:
@@ -57,32 +53,32 @@ async def run(args: argparse.Namespace, state_dir: Path) -> dict[str, Any]:
     unknown = set(suites) - set(SUITES)
     if unknown:
         raise SystemExit(f"unknown suites: {', '.join(sorted(unknown))}")
-    counts = [int(n) for n in (args.operator_invoices or ("3" if args.quick else "50,200")).split(",")]
-    growth = (2, 2) if args.quick else (100, 4)  # (invoices per burst, bursts)
+    if args.profile and py_spy() is None:
+        raise SystemExit("--profile needs py-spy: make bench installs it (pip install -e '.[bench]')")
+    invoices = args.invoices or (6 if args.quick else 1000)
+    profiles = Profiles(args.results_dir / f"profiles-{args.name}", seconds=2 if args.quick else 6) \
+        if args.profile else None
     started = time.perf_counter()
     data: dict[str, Any] = {"name": args.name, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                            "machine": machine(), "quick": args.quick, "suites": {}}
+                            "machine": machine(), "quick": args.quick, "profiled": args.profile, "suites": {}}
     async with running_sandbox(state_dir, public_base_url="http://127.0.0.1:9") as sandbox:
         os.environ["KUBECONFIG"] = str(sandbox.kube.kubeconfig)
         kube = await Kube.connect()
         try:
-            if "kube" in suites:
-                data["suites"]["kube"] = await bench_kube(kube, QUICK_KUBE if args.quick else KubeSizes())
-            if "receiver" in suites:
-                sizes = QUICK_RECEIVER if args.quick else ReceiverSizes()
-                data["suites"]["receiver"] = [await bench_receiver(mode, sandbox, kube, sizes, state_dir)
-                                              for mode in args.receiver_modes.split(",") if mode]
+            if "ceiling" in suites:
+                sizes = QUICK_CEILING if args.quick else CeilingSizes()
+                data["suites"]["ceiling"] = await bench_ceiling(sandbox, kube, state_dir, sizes, profiles)
+            if "links" in suites:
+                data["suites"]["links"] = await bench_links(sandbox, kube, state_dir, invoices, profiler=profiles)
             if "memory" in suites:
-                data["suites"]["memory_bounds"] = measure_bounds()
-            if "operator" in suites:
-                settle = 0.2 if args.quick else 3.0
-                runs = [await bench_operator(n, sandbox, kube, state_dir, settle=settle) for n in counts]
-                if growth:  # the same total in equal bursts, one operator: RSS against invoices held
-                    runs.append(await bench_operator(growth[0] * growth[1], sandbox, kube, state_dir,
-                                                     batches=growth[1], settle=settle))
-                data["suites"]["operator"] = runs
+                data["suites"]["memory"] = await bench_memory(sandbox, kube, state_dir,
+                                                              QUICK_MEMORY if args.quick else MemorySizes())
         finally:
             await kube.close()
+    if profiles is not None:
+        await profiles.wait()
+        data["profiles"] = profiles.summaries
+    data["targets"] = targets(data)
     data["duration_s"] = round(time.perf_counter() - started, 1)
     return data
 

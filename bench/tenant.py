@@ -6,12 +6,9 @@ invoices with ``amountDue`` and a payment link id. The operator is not needed fo
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from fluxrate import API_GROUP, API_VERSION
 from fluxrate.kube import Kube
@@ -19,7 +16,6 @@ from fluxrate.models import InvoiceSpec, amount_due
 from fluxrate.operator.payment_links import link_metadata
 from fluxrate.sandbox.stack import Sandbox
 
-T = TypeVar("T")
 INTEGRATION = "bench-stripe"
 LINES = (("Subscription", 1, "199.00"), ("Seats", 3, "12.50"))  # 236.50 USD = 23650 minor units
 
@@ -36,17 +32,6 @@ class Tenant:
     namespace: str
     integration: str
     signing_secret: str
-
-
-async def bounded(items: Iterable[T], work: Callable[[T], Awaitable[Any]], concurrency: int = 8) -> list[Any]:
-    """Run ``work`` on every item, at most ``concurrency`` at a time, results in order."""
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(item: T) -> Any:
-        async with gate:
-            return await work(item)
-
-    return list(await asyncio.gather(*(one(item) for item in items)))
 
 
 def invoice_spec(name: str, integration: str = INTEGRATION) -> InvoiceSpec:
@@ -80,29 +65,9 @@ async def create_tenant(kube: Kube, namespace: str, stripe_key: str, integration
     return Tenant(namespace, integration, signing_secret)
 
 
-async def create_open_invoice(kube: Kube, tenant: Tenant, name: str) -> OpenInvoice:
-    spec = invoice_spec(name, tenant.integration)
-    created = await kube.custom.create_namespaced_custom_object(API_GROUP, API_VERSION, tenant.namespace, "invoices", {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": "Invoice",
-        "metadata": {"name": name, "namespace": tenant.namespace}, "spec": spec.to_k8s(),
-    })
-    uid = created["metadata"]["uid"]
-    link_id = "plink_bench" + secrets.token_hex(8)
-    await kube.patch_status("invoices", tenant.namespace, name, {
-        "phase": "Open", "amountDue": amount_due(spec).to_k8s(),
-        "paymentLink": {"id": link_id, "url": f"https://buy.stripe.com/test_{link_id}", "active": True},
-    })
-    return OpenInvoice(name, uid, link_metadata(tenant.namespace, name, uid, spec))
-
-
-async def create_open_invoices(kube: Kube, tenant: Tenant, prefix: str, count: int) -> list[OpenInvoice]:
-    names = [f"{prefix}-{i:05d}" for i in range(count)]
-    return await bounded(names, lambda name: create_open_invoice(kube, tenant, name))
-
-
 def seed_open_invoices(sandbox: Sandbox, tenant: Tenant, prefix: str, count: int) -> list[OpenInvoice]:
-    """The same objects as ``create_open_invoices``, written straight into the emulator (no HTTP: fast setup).
-    The emulator still validates them against the CRD schema and its CEL rules."""
+    """Open invoices with ``amountDue`` and a payment link id, as the operator leaves them, written straight into
+    the emulator (no HTTP: fast setup; still validated against the CRD schema and its CEL rules)."""
     emulator = sandbox.kube.emulator
     api_version = f"{API_GROUP}/{API_VERSION}"
     out = []

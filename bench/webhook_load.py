@@ -1,20 +1,16 @@
-"""Signed Stripe webhook deliveries and a concurrent HTTP load driver (aiohttp, keep-alive, loopback only)."""
+"""Signed Stripe webhook deliveries, built before the clock starts, as the load generator's requests."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import time
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import stripe
 
-from bench.stats import latency_summary
 from bench.tenant import OpenInvoice
 
 
@@ -23,19 +19,6 @@ class Delivery:
     body: str
     signature: str
     expected: str  # the outcome the receiver should answer
-
-
-@dataclass
-class LoadResult:
-    latencies: list[float] = field(default_factory=list)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    statuses: Counter[int] = field(default_factory=Counter)
-    unexpected: int = 0
-    wall: float = 0.0
-
-    def summary(self) -> dict[str, Any]:
-        return {**latency_summary(self.latencies, self.wall), "outcomes": dict(self.outcomes),
-                "statuses": {str(k): v for k, v in self.statuses.items()}, "unexpected": self.unexpected}
 
 
 def event(type_: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -82,36 +65,6 @@ def forged(count: int) -> list[Delivery]:
     """Well-formed events signed with a secret the receiver does not have: hostile traffic."""
     wrong = "whsec_" + secrets.token_hex(16)
     return deliveries([ignored_event(i) for i in range(count)], wrong, "signature_failed")
-
-
-async def drive(url: str, items: Sequence[Delivery], concurrency: int, time_budget: float) -> LoadResult:
-    """POST ``items`` with ``concurrency`` workers (one keep-alive connection each); stops early at the budget."""
-    result = LoadResult()
-    next_index = 0
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + time_budget
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as http:
-
-        async def worker() -> None:
-            nonlocal next_index
-            while next_index < len(items) and loop.time() < deadline:
-                item = items[next_index]
-                next_index += 1
-                headers = {"Content-Type": "application/json", "Stripe-Signature": item.signature}
-                started = time.perf_counter()
-                async with http.post(url, data=item.body.encode(), headers=headers) as resp:
-                    answer = await resp.json(content_type=None)
-                result.latencies.append(time.perf_counter() - started)
-                result.statuses[resp.status] += 1
-                outcome = answer.get("outcome", "?") if isinstance(answer, dict) else "?"
-                result.outcomes[outcome] += 1
-                result.unexpected += outcome != item.expected
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        result.wall = time.perf_counter() - started
-    return result
 
 
 def as_requests(path: str, items: Sequence[Delivery]) -> list[dict[str, Any]]:

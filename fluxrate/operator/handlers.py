@@ -20,6 +20,7 @@ from fluxrate.operator import integrations, invoices
 from fluxrate.operator.integrations import IntegrationObject, Outcome
 from fluxrate.operator.settings import OperatorSettings
 from fluxrate.operator.stripe_clients import StripeClients
+from fluxrate.operator.waiting import WaitingInvoices, waits_for
 
 PREFIX = f"operator.{API_GROUP}"  # kopf ignores its own prefix in diffs: keep ours out of it
 SECRET_TRIGGER_ANNOTATION = f"{API_GROUP}/secret-changed"
@@ -46,6 +47,7 @@ class Runtime:
         )
         self.locks: defaultdict[tuple[str, str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self.invoices = invoices.Reconciler(kube, self.clients, config)
+        self.waiting = WaitingInvoices()
 
     def lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
         return self.locks[(kind, namespace, name)]
@@ -124,17 +126,18 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         apply_outcome(body, patch, outcome)
         return outcome
 
-    async def poke_waiting_invoices(body: Any, memo: kopf.Memo, waiting: kopf.Index[tuple[str, str], str]) -> None:
+    async def poke_waiting_invoices(body: Any, memo: kopf.Memo) -> None:
         """The integration is usable: wake the invoices that wait for it (no polling of every invoice)."""
         runtime: Runtime = memo.runtime
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         entry = runtime.clients.get(namespace, name)
-        if entry is None or not (entry.ready and entry.active) or (namespace, name) not in waiting:
+        waiting = runtime.waiting.of(namespace, name)
+        if entry is None or not (entry.ready and entry.active) or not waiting:
             return
         # unique per poke: a marker equal to one a killed process left behind would be a no-op patch (no event)
         marker = f"{body['metadata'].get('resourceVersion')}.{uuid.uuid4().hex[:8]}"
         poke = {"metadata": {"annotations": {INTEGRATION_READY_ANNOTATION: marker}}}
-        for invoice in set(waiting[(namespace, name)]):
+        for invoice in waiting:
             with contextlib.suppress(ApiException):
                 await runtime.kube.patch_object("invoices", namespace, invoice, poke)
 
@@ -142,26 +145,22 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
     @kopf.on.create(*INTEGRATIONS, registry=registry, id="integration", backoff=config.retry_delay)
     @kopf.on.update(*INTEGRATIONS, registry=registry, id="integration", backoff=config.retry_delay)
     async def integration_changed(
-        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int,
-        waiting_invoices: kopf.Index[tuple[str, str], str], **_: Any,
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any,
     ) -> None:
         outcome = await reconcile(body, patch, memo)
         if outcome.retry_after is not None:
             raise kopf.TemporaryError(outcome.status["conditions"][0]["message"],
                                       delay=backoff(outcome.retry_after, retry))
-        await poke_waiting_invoices(body, memo, waiting_invoices)
+        await poke_waiting_invoices(body, memo)
 
     @kopf.timer(*INTEGRATIONS, registry=registry, id="integration_resync", interval=config.resync_interval,
                 initial_delay=config.resync_interval, idle=min(60.0, config.resync_interval))
-    async def integration_resync(
-        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
-        waiting_invoices: kopf.Index[tuple[str, str], str], **_: Any,
-    ) -> None:
+    async def integration_resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         """Re-verify the key and repair the managed endpoint's drift (edited or deleted in Stripe)."""
         if body["metadata"].get("deletionTimestamp"):
             return
         await reconcile(body, patch, memo)
-        await poke_waiting_invoices(body, memo, waiting_invoices)
+        await poke_waiting_invoices(body, memo)
 
     @kopf.on.delete(*INTEGRATIONS, registry=registry, id="integration_deleted", retries=5, backoff=5)
     async def integration_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -193,17 +192,6 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
 
     # --- Invoice -------------------------------------------------------------------------------------------
 
-    @kopf.index(*INVOICES, registry=registry, id="waiting_invoices")
-    def waiting_invoices(
-        namespace: str, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
-    ) -> dict[tuple[str, str], str] | None:
-        """Finalized invoices without a payment link yet, by the integration they wait for."""
-        if spec.get("state") != "Finalized" or status.get("paymentLink"):
-            return None
-        if status.get("phase") in ("Paid", "Failed", "Void"):
-            return None
-        return {(namespace, spec.get("integrationRef", {}).get("name", "")): name}
-
     @kopf.on.resume(*INVOICES, registry=registry, id="invoice", backoff=config.retry_delay)
     @kopf.on.create(*INVOICES, registry=registry, id="invoice", backoff=config.retry_delay)
     @kopf.on.update(*INVOICES, registry=registry, id="invoice", backoff=config.retry_delay)
@@ -220,12 +208,16 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
 
     @kopf.on.event(*INVOICES, registry=registry, id="invoice_event")
     async def invoice_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        """Paid (by the receiver or the reconciliation timer): deactivate the link at once."""
+        """Keeps ``Runtime.waiting`` current; Paid (by the receiver or the reconciliation timer): deactivate the
+        link at once."""
+        runtime: Runtime = memo.runtime
         status = body.get("status") or {}
+        meta = body["metadata"]
+        runtime.waiting.update(meta["namespace"], meta["name"],
+                               None if type == "DELETED" else waits_for(body.get("spec") or {}, status))
         link_active = (status.get("paymentLink") or {}).get("active") is True
         if type == "DELETED" or status.get("phase") != "Paid" or not link_active:
             return
-        runtime: Runtime = memo.runtime
         obj = invoices.InvoiceObject.of(body)
         async with runtime.lock("invoice", obj.namespace, obj.name):
             latest = await runtime.kube.get_object("invoices", obj.namespace, obj.name)

@@ -227,6 +227,9 @@ class Reconciler:
 
     async def notify(self, obj: InvoiceObject, spec: models.InvoiceSpec, link: Mapping[str, Any],
                      result: Result) -> None:
+        seen = ((obj.latest or obj.body).get("status") or {}).get("notification") or {}
+        if seen.get("linkId") == link["id"] and seen.get("sentAt"):
+            return  # a record of the send is never removed: even an old body that shows it is right
         # A fresh read: it decides whether to send, and makes the write that records the send conflict-free, so
         # the window between the SMTP server's acceptance and that record (a crash there resends) stays minimal.
         latest = await self.kube.get_object("invoices", obj.namespace, obj.name) or obj.body
