@@ -119,7 +119,8 @@ def render(data: dict[str, Any]) -> str:
             own = ", ".join(f"{f} {p}%" for f, p in summary["own_pct"][:8])
             parts.append(f"\nprofile {name} ({summary['samples']} samples; {summary['file']}): {own}")
     if data.get("targets"):
-        parts.append(table("Targets (issue 10)", ["target", "what", "wanted", "measured", "met"],
+        title = "Targets (issue 10)" + (" -- QUICK SIZES: NOT MEASURED" if data["quick"] else "")
+        parts.append(table(title, ["target", "what", "wanted", "measured", "met"],
                            [[k, t["what"], t["target"], t["measured"], {True: "yes", False: "MISSED", None: "-"}[
                                t["met"]]] for k, t in data["targets"].items()]))
     parts.append(f"\ntotal {data['duration_s']} s")

@@ -12,30 +12,33 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_bench_quick_run_writes_the_expected_json(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--name", "smoke", "--results-dir", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=90, check=False)
+                          cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (path,) = tmp_path.glob("smoke-*.json")
     data = json.loads(path.read_text())
-    assert {"name", "date", "machine", "suites", "duration_s"} <= data.keys()
+    assert {"name", "date", "machine", "suites", "targets", "duration_s"} <= data.keys()
     assert {"nproc", "uname_m", "free_h"} <= data["machine"].keys()
-    assert set(data["suites"]) == {"kube", "receiver", "memory_bounds", "operator"}
+    assert set(data["suites"]) == {"ceiling", "links", "memory"}
 
-    assert {r["operation"] for r in data["suites"]["kube"]} >= {"create invoice", "patch invoice status"}
-    assert [run["mode"] for run in data["suites"]["receiver"]] == ["inprocess", "process"]
-    for run in data["suites"]["receiver"]:
-        assert {r["scenario"] for r in run["rows"]} == {"signature_failed", "ignored", "applied", "duplicate"}
-        for row in run["rows"]:
-            assert {"count", "per_s", "p50_ms", "p95_ms", "p99_ms", "kube_requests_per_delivery"} <= row.keys()
-            assert row["unexpected"] == 0, row  # every delivery got the outcome its scenario expects
-        assert {"rss_mib_start", "rss_mib_end", "soak", "status_recent_entries"} <= run["memory"].keys()
-        assert all(r["unexpected"] == 0 for r in run["memory"]["soak"])
+    ceiling = data["suites"]["ceiling"]
+    assert [r["cell"][:3] for r in ceiling["rows"]] == ["(a)", "(b)", "(x)", "(c)", "(d)"]
+    for row in ceiling["rows"]:
+        assert row["count"] > 0 and row["unexpected"] == 0, row  # every answer was the one its cell expects
+    assert set(ceiling["ratios"]) == {"b/a", "c/d"}
+    latency = ceiling["latency"]
+    assert latency["unexpected"] == 0 and latency["paid_seen"] == latency["deliveries"] > 0
 
-    bounds = data["suites"]["memory_bounds"]
-    assert bounds["dedupe"]["entries_after_3x"] == bounds["dedupe"]["capacity"]
-    burst, growth = data["suites"]["operator"]
-    assert (burst["batches"], growth["batches"]) == (1, 2)
-    for op in (burst, growth):
-        assert op["ready"] == op["invoices"] == op["payment_links_created"] == op["emails_sent"]
-        assert op["stripe_429"] == 0
-    assert [step["invoices"] for step in growth["rss_mib_after_each_batch"]] == [2, 4]
-    assert "smoke" in done.stdout and "Webhook receiver" in done.stdout
+    links = data["suites"]["links"]
+    assert links["open"] == links["invoices"] == links["invoices_with_one_link"]
+    assert links["invoices_with_more_links"] == 0 and links["stripe_429"] == 0
+
+    memory = data["suites"]["memory"]
+    mixed = memory["operator"]["mixed"]
+    assert mixed["idle"] and mixed["objects_resumed"] >= mixed["invoices"]
+    assert (mixed["payment_links_created"], mixed["emails_sent"], mixed["paid_phase_changed"]) == (0, 0, 0)
+    assert memory["receiver"]["unexpected"] == 0
+    assert memory["bounds"]["dedupe"]["entries_after_3x"] == memory["bounds"]["dedupe"]["capacity"]
+
+    assert set(data["targets"]) == {"b/a", "c/d", "links_of_bound", "links_429", "webhook_to_paid_p99_ms",
+                                    "operator_rss_mib_10k"}
+    assert "Targets (issue 10)" in done.stdout and "Receiver ceiling" in done.stdout
