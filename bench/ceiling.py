@@ -34,7 +34,7 @@ class CeilingSizes:
     concurrency: int = 32
     cell_s: float = 8.0  # each closed-loop cell stops sending after this
     cell_requests: int = 60_000  # and after this many requests (cycled), whichever comes first
-    applied: int = 2500  # fresh Open invoices for (c), as many for (d): more than the cell can use
+    applied: int = 4000  # fresh Open invoices for (c), as many for (d): more than a cell can use
     latency_s: float = 10.0  # the open-loop run at half of (c)'s rate
     latency_connections: int = 64  # enough that a request never waits for a free connection
 
