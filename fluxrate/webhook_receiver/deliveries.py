@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,17 +49,17 @@ class DeliveryRecord:
 @dataclass
 class Pending:
     counts: dict[str, int] = field(default_factory=dict)
-    recent: list[DeliveryRecord] = field(default_factory=list)  # oldest first
+    recent: deque[DeliveryRecord] = field(default_factory=lambda: deque(maxlen=RECENT_LIMIT))  # oldest first
 
     def add(self, record: DeliveryRecord) -> None:
         self.counts[record.outcome] = self.counts.get(record.outcome, 0) + 1
-        self.recent = [*self.recent, record][-RECENT_LIMIT:]
+        self.recent.append(record)
 
     def absorb(self, older: Pending) -> None:
         """Put back a batch that could not be written, in front of what arrived since."""
         for outcome, count in older.counts.items():
             self.counts[outcome] = self.counts.get(outcome, 0) + count
-        self.recent = [*older.recent, *self.recent][-RECENT_LIMIT:]
+        self.recent = deque([*older.recent, *self.recent], maxlen=RECENT_LIMIT)
 
 
 def merge_deliveries(stored: Mapping[str, Any] | None, pending: Pending) -> dict[str, Any]:
