@@ -25,3 +25,29 @@ async def test_api_server_proxy_comes_from_the_environment_once(kube: KubeSandbo
         assert await direct.get_object("invoices", "default", "none") is None  # the API answers through it
     finally:
         await direct.close()
+
+
+async def test_event_is_posted_on_the_object(kube: KubeSandbox, kube_client: Kube) -> None:
+    from fluxrate.kube import ObjectRef
+
+    ref = ObjectRef(kind="Invoice", namespace="default", name="inv-1", uid="u-1")
+    await kube_client.post_event(ref, reason="PaymentReceived", message="Paid 236.50 USD.", component="test")
+    [event] = kube.emulator.list_objects("v1", "events", "default")
+    assert event["involvedObject"] == {"apiVersion": ref.api_version, "kind": "Invoice", "name": "inv-1",
+                                       "namespace": "default", "uid": "u-1"}
+    assert (event["reason"], event["message"], event["type"], event["count"]) == (
+        "PaymentReceived", "Paid 236.50 USD.", "Normal", 1)
+    assert event["source"] == {"component": "test"} and event["firstTimestamp"].endswith("Z")
+
+
+async def test_a_refused_event_raises_with_the_status(kube: KubeSandbox, kube_client: Kube) -> None:
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    from fluxrate.kube import ObjectRef
+
+    kube.faults.fail_next(1, 503, resource="events")
+    with pytest.raises(ApiException) as error:
+        await kube_client.post_event(ObjectRef(kind="Invoice", namespace="default", name="inv-1", uid="u-1"),
+                                     reason="PaymentReceived", message="Paid.")
+    assert error.value.status == 503
+    assert kube.emulator.list_objects("v1", "events", "default") == []
