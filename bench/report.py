@@ -96,6 +96,11 @@ def render(data: dict[str, Any]) -> str:
                              " ".join(f"{k}:{v}" for k, v in r["outcomes"].items()), r["unexpected"]]
                             for r in ceiling["rows"]]))
         parts.append(f"ratios: b/a {ceiling['ratios']['b/a']}, c/d {ceiling['ratios']['c/d']}")
+        cost = ceiling.get("receiver_cost")
+        if cost:
+            parts.append(f"inside the receiver, per duplicate delivery (bench.receiver_cost, in-process): "
+                         f"{cost['handle_us']} us = log line {cost['log_line_us']} + signature check "
+                         f"{cost['verification_us']} + the rest {cost['rest_us']}")
         lat = ceiling["latency"]
         paid, answer = lat["webhook_to_paid"], lat["delivery_answer"]
         parts.append(f"\n== 2. Webhook -> Paid at {lat['rate_per_s']}/s (half of (c)), open loop\n"

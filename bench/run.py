@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -68,6 +70,7 @@ async def run(args: argparse.Namespace, state_dir: Path) -> dict[str, Any]:
             if "ceiling" in suites:
                 sizes = QUICK_CEILING if args.quick else CeilingSizes()
                 data["suites"]["ceiling"] = await bench_ceiling(sandbox, kube, state_dir, sizes, profiles)
+                data["suites"]["ceiling"]["receiver_cost"] = await receiver_cost(2000 if args.quick else 20_000)
             if "links" in suites:
                 data["suites"]["links"] = await bench_links(sandbox, kube, state_dir, invoices, profiler=profiles)
             if "memory" in suites:
@@ -81,6 +84,16 @@ async def run(args: argparse.Namespace, state_dir: Path) -> dict[str, Any]:
     data["targets"] = targets(data)
     data["duration_s"] = round(time.perf_counter() - started, 1)
     return data
+
+
+async def receiver_cost(count: int) -> dict[str, Any]:
+    """``bench.receiver_cost`` in its own process (it configures the receiver's logging, not the bench's)."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.receiver_cost", "--json", str(count),
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench.receiver_cost failed: {err.decode()[-2000:]}")
+    return dict(json.loads(out))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ def test_bench_quick_run_writes_the_expected_json(tmp_path: Path) -> None:
     for row in ceiling["rows"]:
         assert row["count"] > 0 and row["unexpected"] == 0, row  # every answer was the one its cell expects
     assert set(ceiling["ratios"]) == {"b/a", "c/d"}
+    assert {"handle_us", "log_line_us", "verification_us", "rest_us"} <= ceiling["receiver_cost"].keys()
     latency = ceiling["latency"]
     assert latency["unexpected"] == 0 and latency["paid_seen"] == latency["deliveries"] > 0
 
