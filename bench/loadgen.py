@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import ssl
 import time
 from collections import Counter
@@ -25,6 +26,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.stats import latency_summary
+
+TOKEN_ENV = "BENCH_LOADGEN_TOKEN"  # a bearer token for the server (the sandbox Kubernetes API), if it needs one
 
 
 def encode(host: str, method: str, path: str, headers: dict[str, str], body: str) -> bytes:
@@ -126,7 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=None, help="open loop: requests per second")
     parser.add_argument("--duration", type=float, default=20.0, help="stop sending after this many seconds")
     parser.add_argument("--count", type=int, default=None, help="requests to send, cycling (default: each once)")
-    parser.add_argument("--token", default=None, help="bearer token (the sandbox Kubernetes API)")
     args = parser.parse_args(argv)
     requests = [json.loads(line) for line in args.requests.read_text().splitlines() if line]
     try:
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         runner = asyncio.run
     result = runner(run(args.url, requests, concurrency=args.concurrency, rate=args.rate, duration=args.duration,
-                        count=args.count, token=args.token))
+                        count=args.count, token=os.environ.get(TOKEN_ENV)))
     args.out.write_text(json.dumps(result))
     return 0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.loadgen import TOKEN_ENV
 from fluxrate.sandbox.processes import free_port, process, wait_for
 from fluxrate.sandbox.stack import Sandbox
 
@@ -70,9 +72,8 @@ async def generate(url: str, requests: Sequence[dict[str, Any]], work_dir: Path,
         args += ["--rate", str(rate)]
     if count:
         args += ["--count", str(count)]
-    if token:
-        args += ["--token", token]
-    proc = await asyncio.create_subprocess_exec(*args, cwd=ROOT, stderr=asyncio.subprocess.PIPE)
+    env = {**os.environ, TOKEN_ENV: token} if token else None  # not argv: ps shows it (and it may start with "-")
+    proc = await asyncio.create_subprocess_exec(*args, cwd=ROOT, env=env, stderr=asyncio.subprocess.PIPE)
     if on_start is not None:
         await on_start(proc.pid)
     _, stderr = await proc.communicate()
