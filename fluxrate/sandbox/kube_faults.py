@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 REASONS = {
     400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
@@ -14,7 +15,8 @@ REASONS = {
 
 @dataclass
 class FaultRule:
-    """Answer matching requests with ``status``; ``remaining=None`` means forever (until cleared)."""
+    """Answer matching requests with ``status``; ``remaining=None`` means forever (until cleared). The first
+    ``after`` matching requests go through untouched (fail the third status write of an object: ``after=2``)."""
 
     status: int = 500
     remaining: int | None = 1
@@ -26,7 +28,9 @@ class FaultRule:
     name: str | None = None
     message: str = "injected fault (fluxrate kube sandbox)"
     retry_after: int | None = None
+    after: int = 0
     hits: int = 0
+    passed: int = 0
 
     def matches(self, *, method: str, verb: str | None, plural: str | None, group: str | None,
                 subresource: str | None, namespace: str | None, name: str | None) -> bool:
@@ -74,15 +78,16 @@ class Faults:
     def fail_next(self, n: int | None = 1, status: int = 500, *, method: str | None = None,
                   verb: str | None = None, resource: str | None = None, subresource: str | None = None,
                   namespace: str | None = None, name: str | None = None,
-                  message: str | None = None, retry_after: int | None = None) -> FaultRule:
+                  message: str | None = None, retry_after: int | None = None, after: int = 0) -> FaultRule:
         rule = FaultRule(status=status, remaining=n, method=method, verb=verb, resource=resource,
-                         subresource=subresource, namespace=namespace, name=name, retry_after=retry_after)
+                         subresource=subresource, namespace=namespace, name=name, retry_after=retry_after,
+                         after=after)
         if message is not None:
             rule.message = message
         self.rules.append(rule)
         return rule
 
-    def fail_always(self, status: int = 500, **criteria: str | None) -> FaultRule:
+    def fail_always(self, status: int = 500, **criteria: Any) -> FaultRule:
         return self.fail_next(None, status, **criteria)  # type: ignore[arg-type]
 
     def clear(self) -> None:
@@ -93,6 +98,9 @@ class Faults:
     def take(self, **request: str | None) -> FaultRule | None:
         for rule in self.rules:
             if rule.matches(**request):  # type: ignore[arg-type]
+                if rule.passed < rule.after:
+                    rule.passed += 1
+                    continue
                 rule.hits += 1
                 if rule.remaining is not None:
                     rule.remaining -= 1

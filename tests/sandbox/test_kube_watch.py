@@ -218,6 +218,18 @@ async def test_fail_next_targets_specific_requests(api: aiohttp.ClientSession, k
         assert response.status == 200
 
 
+async def test_a_fault_can_let_the_first_matching_requests_through(api: aiohttp.ClientSession, kube: KubeSandbox,
+                                                                     widget_crd: dict[str, Any]) -> None:
+    await create(api, widget("a"))
+    rule = kube.faults.fail_always(503, verb="patch", resource="widgets", subresource="status", after=2)
+    statuses = []
+    for phase in ("Pending", "Ready", "Pending", "Ready"):
+        async with api.patch(f"{WIDGETS}/a/status", json={"status": {"phase": phase}}, headers=MERGE) as response:
+            statuses.append(response.status)
+    assert statuses == [200, 200, 503, 503]
+    assert (rule.passed, rule.hits) == (2, 2)
+
+
 async def test_outage_fails_requests_and_cuts_watches(api: aiohttp.ClientSession, kube: KubeSandbox,
                                                       widget_crd: dict[str, Any]) -> None:
     await create(api, widget("a"))
