@@ -29,6 +29,7 @@ from bench.memory_bounds import measure_bounds
 from bench.proc import cpu_seconds, peak_rss_mib, rss_mib
 from bench.servers import generate, receiver_process
 from bench.tenant import Tenant, create_tenant, seed_open_invoices
+from bench.watch import is_open
 from bench.webhook_load import Delivery, as_requests, deliveries, forged, ignored_event, paid_session_event, sign
 from fluxrate import API_GROUP, API_VERSION, WEBHOOK_PATH_PREFIX
 from fluxrate.demo.flow import apply, condition
@@ -120,9 +121,8 @@ def _phases(sandbox: Sandbox, namespace: str) -> Counter[str]:
 
 
 def _open_emailed(obj: dict[str, Any] | None) -> bool:
-    status = (obj or {}).get("status") or {}
-    return (status.get("phase") == "Open" and bool((status.get("paymentLink") or {}).get("url"))
-            and bool((status.get("notification") or {}).get("sentAt")))
+    return obj is not None and is_open(obj) and bool(((obj.get("status") or {}).get("notification") or {}).get(
+        "sentAt"))
 
 
 def _paid_deactivated(obj: dict[str, Any] | None) -> bool:
