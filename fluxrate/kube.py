@@ -109,7 +109,7 @@ class Kube:
     async def write_owned_secret(
         self, owner: ObjectRef, name: str, data: Mapping[str, str], labels: Mapping[str, str]
     ) -> None:
-        """Create or replace a Secret owned by ``owner`` (garbage-collected with it)."""
+        """Create or update a Secret owned by ``owner`` alone (garbage-collected with it)."""
         body = client.V1Secret(
             metadata=client.V1ObjectMeta(
                 name=name,
@@ -130,7 +130,10 @@ class Kube:
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            await self.core.patch_namespaced_secret(name, owner.namespace, body)
+            # A JSON merge patch replaces ownerReferences whole. A strategic merge patch merges them by uid, so a
+            # Secret still owned by an earlier integration of the same name would get two controllers (422).
+            patch = self.api.sanitize_for_serialization(body)
+            await self.core.patch_namespaced_secret(name, owner.namespace, patch, _content_type=MERGE_PATCH)
 
     # --- custom objects --------------------------------------------------------------------------------
 

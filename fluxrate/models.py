@@ -26,8 +26,8 @@ DnsName = Annotated[
 ]
 SecretDataKey = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
 Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-AmountString = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,11})([.][0-9]{1,3})?$")]
+Currency = Annotated[str, StringConstraints(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")]
+AmountString = Annotated[str, StringConstraints(max_length=16, pattern=r"^(0|[1-9][0-9]{0,11})([.][0-9]{1,3})?$")]
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z_]+(\.[a-z_]+)+$")]
 Timestamp = dt.datetime
 

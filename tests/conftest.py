@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,6 +16,7 @@ from fluxrate import API_GROUP, API_VERSION, crds
 from fluxrate.kube import Kube
 from fluxrate.sandbox.kube_server import KubeSandbox
 from fluxrate.sandbox.processes import WaitTimeout, wait_for
+from fluxrate.sandbox.real_kube import RealKube, RealKubeUnavailable, realkube_binary
 from fluxrate.sandbox.smtp_sink import SmtpSink
 from fluxrate.sandbox.stripe_standin import StripeStandin
 
@@ -28,6 +31,46 @@ async def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
         await sandbox.apply_crds(crds.crds_dir())
         monkeypatch.setenv("KUBECONFIG", str(sandbox.kubeconfig))
         yield sandbox
+
+
+def real_kube_required() -> bool:
+    """CI sets FLUXRATE_REQUIRE_REAL_KUBE=1: then a missing real API server fails instead of skipping."""
+    return os.environ.get("FLUXRATE_REQUIRE_REAL_KUBE") == "1"
+
+
+def start_real_kube(state_dir: Path) -> RealKube:
+    """A started real control plane (tests/kube) with fluxrate's CRDs; skips (or fails in CI) when it is not built."""
+    try:
+        binary = realkube_binary()
+    except RealKubeUnavailable as exc:
+        if real_kube_required():
+            pytest.fail(f"{exc} (FLUXRATE_REQUIRE_REAL_KUBE=1 forbids skipping)", pytrace=False)
+        pytest.skip(str(exc))
+    cluster = RealKube(state_dir, binary=binary)
+    try:
+        cluster.start()
+        asyncio.run(cluster.apply_crds(crds.crds_dir()))
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def real_kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealKube]:
+    """One real kube-apiserver, etcd and controller-manager for the session; tests keep to their own namespaces."""
+    cluster = start_real_kube(tmp_path_factory.mktemp("realkube"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def real_kube(real_kube_cluster: RealKube, monkeypatch: pytest.MonkeyPatch) -> RealKube:
+    """The real API server beside the emulator's ``kube``: ``$KUBECONFIG`` points at it as its admin."""
+    monkeypatch.setenv("KUBECONFIG", str(real_kube_cluster.kubeconfig))
+    return real_kube_cluster
 
 
 @pytest.fixture
