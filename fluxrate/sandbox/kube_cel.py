@@ -67,6 +67,11 @@ class CelRules:
     results: collections.OrderedDict[tuple[int, str, str], Any] = field(default_factory=collections.OrderedDict)
     results_size: int = 4096
 
+    @property
+    def declared(self) -> bool:
+        """Whether the schema declares any rule (the real server then has a CEL validator for it)."""
+        return bool(self.rules or self.skipped)
+
     @classmethod
     def compile(cls, crd: str, schema: dict[str, Any] | None) -> CelRules:
         result = cls(crd=crd)

@@ -35,9 +35,18 @@ from kmock._internal.k8s import KubernetesError
 
 from fluxrate.sandbox import kube_protobuf
 from fluxrate.sandbox import kube_resources as kr
-from fluxrate.sandbox.kube_errors import ApiError, bad_request, conflict, details_for, invalid, not_found
+from fluxrate.sandbox.kube_errors import (
+    ApiError,
+    bad_request,
+    conflict,
+    deleted_status,
+    details_for,
+    forbidden,
+    invalid,
+    not_found,
+)
 from fluxrate.sandbox.kube_faults import REASONS, Faults
-from fluxrate.sandbox.kube_paths import ParsedPath, merge_patch, parse_path, strip_directives
+from fluxrate.sandbox.kube_paths import ParsedPath, PatchError, merge_patch, parse_path, strategic_merge_patch
 from fluxrate.sandbox.kube_schema import Cause, apply_defaults, prune
 from fluxrate.sandbox.kube_selectors import (
     SelectorError,
@@ -52,9 +61,15 @@ logger = logging.getLogger(__name__)
 Obj = dict[str, Any]
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _GEN_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+# Schema errors after which the real server does not run CEL rules (apiextensions' hasBlockingErr).
+_BLOCKING_REASONS = {"FieldValueNotSupported", "FieldValueRequired", "FieldValueTooLong", "FieldValueTooMany",
+                     "FieldValueTypeInvalid"}
 _JSON_PATCH_OPS = {"add", "remove", "replace", "move", "copy", "test"}
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}  # Go's strconv.ParseBool
 _UNAUTHENTICATED_PATHS = {"/healthz", "/livez", "/readyz"}
+# What the real server's system:public-info-viewer role lets anonymous requests read.
+_PUBLIC_PATHS = _UNAUTHENTICATED_PATHS | {"/version"}
+ANONYMOUS = "system:anonymous"
 
 
 def now_iso() -> str:
@@ -192,12 +207,10 @@ class KubeEmulator(KubernetesEmulator):
     async def _dispatch(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if self.faults.latency:
             await asyncio.sleep(self.faults.latency)
-        if raw.path not in _UNAUTHENTICATED_PATHS and self.token is not None:
-            if raw.headers.get("Authorization", "") != f"Bearer {self.token}":
-                raise ApiError(401, "Unauthorized", "Unauthorized")
         parsed = parse_path(raw.path)
         query = raw.query
         verb = self._verb(raw.method, parsed, query.get("watch") in _TRUE)
+        self._authenticate(raw, parsed, verb)
         if self.faults.outage:
             status = self.faults.outage_status
             raise ApiError(status, REASONS.get(status, "InternalError"), "the sandbox API server is in an outage")
@@ -211,6 +224,9 @@ class KubeEmulator(KubernetesEmulator):
         if parsed.group is None or parsed.plural is None:
             return await self._serve_non_resource(raw, parsed)
         res = self._defs.get((parsed.group, parsed.version or "", parsed.plural))
+        if res is None and not self._builtin_group_version(parsed.group, parsed.version):
+            # Outside the built-in APIs (e.g. a deleted CRD's group) the real server's mux answers in plain text.
+            return aiohttp.web.Response(status=404, text="404 page not found\n")
         if res is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         if parsed.subresource is not None and parsed.subresource not in res.subresources:
@@ -249,6 +265,8 @@ class KubeEmulator(KubernetesEmulator):
                 old = self._existing(res, namespace, parsed.name)
                 options = await self._body(raw, optional=True) or {}
                 deleted = self._delete(res, old, options, query)
+                if not _deletion_pending(res, deleted):
+                    return self._json(raw, deleted_status(res, deleted))
                 return self._json(raw, self._present(res, deleted, parsed.version))
             case "deletecollection":
                 options = await self._body(raw, optional=True) or {}
@@ -259,6 +277,23 @@ class KubeEmulator(KubernetesEmulator):
                                         "items": [self._present(res, o) for o in items]})
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource",
                        {})
+
+    def _builtin_group_version(self, group: str, version: str | None) -> bool:
+        return any(d.group == group and d.version == version and not d.is_custom for d in self._defs.values())
+
+    def _authenticate(self, raw: aiohttp.web.BaseRequest, parsed: ParsedPath, verb: str | None) -> None:
+        """A wrong token is 401; no token at all is the anonymous user, whom RBAC forbids all but public paths
+        (the real server's defaults: anonymous authentication on, RBAC authorization)."""
+        if self.token is None or raw.path in _UNAUTHENTICATED_PATHS:
+            return
+        header = raw.headers.get("Authorization")
+        if header is None:
+            if raw.path.rstrip("/") in _PUBLIC_PATHS:
+                return
+            raise forbidden(ANONYMOUS, verb or raw.method.lower(), parsed.group, parsed.plural, parsed.namespace,
+                            parsed.name, raw.path, parsed.subresource)
+        if header != f"Bearer {self.token}":
+            raise ApiError(401, "Unauthorized", "Unauthorized")
 
     @staticmethod
     def _verb(method: str, parsed: ParsedPath, watch: bool) -> str | None:
@@ -580,8 +615,11 @@ class KubeEmulator(KubernetesEmulator):
         rv = (body.get("metadata") or {}).get("resourceVersion")
         if not rv and required:
             name = old["metadata"]["name"]
-            raise invalid(res, name, [Cause("metadata.resourceVersion", "FieldValueInvalid",
-                                            "Invalid value: 0x0: must be specified for an update")])
+            # Worded with the resource, not the kind, as the real registry store words it.
+            raise ApiError(422, "Invalid", f'{res.qualified} "{name}" is invalid: metadata.resourceVersion: Invalid '
+                           "value: 0: must be specified for an update", {**details_for(res, name), "causes": [
+                               Cause("metadata.resourceVersion", "FieldValueInvalid",
+                                     "Invalid value: 0: must be specified for an update").as_dict()]})
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise conflict(res, old["metadata"]["name"])
 
@@ -608,7 +646,8 @@ class KubeEmulator(KubernetesEmulator):
             meta = obj["metadata"] = {}
         _check_meta(res, meta)
         if meta.get("resourceVersion"):
-            raise bad_request("resourceVersion should not be set on objects to be created")
+            # A 500 without a reason on the real server (the registry's BeforeCreate error is not a StatusError).
+            raise ApiError(500, "", "resourceVersion should not be set on objects to be created", None)
         if res.namespaced:
             if meta.get("namespace") and namespace and meta["namespace"] != namespace:
                 raise bad_request("the namespace of the provided object does not match the namespace sent on the "
@@ -741,26 +780,28 @@ class KubeEmulator(KubernetesEmulator):
             patched = copy.deepcopy(old)
             for op in patch:
                 if not isinstance(op, dict) or op.get("op") not in _JSON_PATCH_OPS or "path" not in op:
-                    raise bad_request(f"Unexpected kind: {op.get('op') if isinstance(op, dict) else op}")
+                    logger.debug("JSON patch operation %r is not one", op)
+                    raise _patch_rejected()
                 try:
                     patched = jsonpatch.apply_patch(patched, [op])
                 except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, KeyError, IndexError,
                         TypeError, AttributeError) as e:
-                    # The real server answers every failed application (incl. a failed "test") with this
-                    # generic 422 (NewGenericServerResponse): the JSON-patch error text is not returned.
                     logger.debug("JSON patch %r failed on %s: %s", op, name, e)
-                    raise ApiError(422, "Invalid", "the server rejected our request due to an error in our request",
-                                   {}) from e
+                    raise _patch_rejected() from e
             if not isinstance(patched, dict):
                 raise bad_request("the patched object must be an object")
             rv = (patched.get("metadata") or {}).get("resourceVersion")
         else:
             if not isinstance(patch, dict):
                 raise bad_request("the body of the request must be an object")
-            if content_type == "application/strategic-merge-patch+json":
-                patch = strip_directives(patch)
             rv = (patch.get("metadata") or {}).get("resourceVersion")
-            patched = merge_patch(old, patch)
+            if content_type == "application/strategic-merge-patch+json":
+                try:
+                    patched = strategic_merge_patch(old, patch)
+                except PatchError as e:
+                    raise ApiError(500, "", str(e), None) from e
+            else:
+                patched = merge_patch(old, patch)
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise conflict(res, name)
         if isinstance(patched.get("metadata"), dict):
@@ -952,11 +993,32 @@ class KubeEmulator(KubernetesEmulator):
                               f"strict decoding error: {fields}")
         apply_defaults(obj, res.schema, root=True)
         causes = res.validator.validate(obj, old)
-        if res.cel is not None and not causes:
-            causes = res.cel.validate(res.schema, _cel_view(obj), _cel_view(old) if old is not None else None)
+        causes += _cel_causes(res, obj, old, causes)
         if causes:
             raise invalid(res, name, causes)
         return [f'unknown field "{u}"' for u in unknown] if mode == "Warn" else []
+
+
+def _cel_causes(res: kr.ResourceDef, obj: Obj, old: Obj | None, schema_causes: list[Cause]) -> list[Cause]:
+    """CEL rules run after the schema unless its errors are blocking; then one cause says so (as the real server)."""
+    if res.cel is None or res.schema is None or not res.cel.declared:
+        return []
+    if any(c.reason in _BLOCKING_REASONS for c in schema_causes):
+        return [Cause("", "FieldValueInvalid", "Invalid value: null: some validation rules were not checked "
+                      "because the object was invalid; correct the existing errors to complete validation")]
+    return res.cel.validate(res.schema, _cel_view(obj), _cel_view(old) if old is not None else None)
+
+
+def _patch_rejected() -> ApiError:
+    """The real server answers every unusable JSON patch (unknown op, failed "test", bad path) with this generic
+    422 (NewGenericServerResponse): the JSON-patch error text is not returned."""
+    return ApiError(422, "Invalid", "the server rejected our request due to an error in our request", {})
+
+
+def _deletion_pending(res: kr.ResourceDef, obj: Obj) -> bool:
+    """Finalizers (or a namespace's cleanup) still hold the object: DELETE returns it, else a Status."""
+    meta = obj["metadata"]
+    return bool(meta.get("deletionTimestamp")) and (bool(meta.get("finalizers")) or res.plural == "namespaces")
 
 
 def raw_version(raw: aiohttp.web.BaseRequest) -> str | None:
@@ -969,16 +1031,24 @@ def _check_meta(res: kr.ResourceDef, meta: Any) -> None:
     if not isinstance(meta, dict):
         problem = "metadata must be an object"
     else:
-        for key in ("labels", "annotations"):
+        for key, container, go_type in (("labels", dict, "map[string]string"),
+                                        ("annotations", dict, "map[string]string"), ("finalizers", list, "[]string")):
             value = meta.get(key)
-            if value is not None and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
-                problem = f"json: cannot unmarshal into Go struct field ObjectMeta.metadata.{key} of type string"
-        finalizers = meta.get("finalizers")
-        if finalizers is not None and not (
-                isinstance(finalizers, list) and all(isinstance(f, str) for f in finalizers)):
-            problem = "json: cannot unmarshal into Go struct field ObjectMeta.metadata.finalizers of type string"
+            if value is None:
+                continue
+            if not isinstance(value, container):
+                problem = _unmarshal_error(value, key, go_type)
+            elif bad := [v for v in (value.values() if isinstance(value, dict) else value) if not isinstance(v, str)]:
+                problem = _unmarshal_error(bad[0], key, "string")
     if problem is not None:
         raise bad_request(f"{res.kind} in version \"{res.version}\" cannot be handled as a {res.kind}: {problem}")
+
+
+def _unmarshal_error(value: Any, key: str, go_type: str) -> str:
+    """encoding/json's UnmarshalTypeError text, as the real server's decoder reports it."""
+    json_type = ("bool" if isinstance(value, bool) else "number" if isinstance(value, int | float)
+                 else "object" if isinstance(value, dict) else "array" if isinstance(value, list) else "string")
+    return f"json: cannot unmarshal {json_type} into Go struct field ObjectMeta.{key} of type {go_type}"
 
 
 def _cel_view(obj: Obj) -> Obj:

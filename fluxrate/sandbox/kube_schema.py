@@ -38,7 +38,7 @@ class Cause:
         return f"{self.field or '<nil>'}: {self.message}"
 
     def as_dict(self) -> dict[str, str]:
-        return {"reason": self.reason, "message": self.message, "field": self.field}
+        return {"reason": self.reason, "message": self.message, "field": self.field or "<nil>"}
 
 
 def field_path(parts: Iterable[str | int]) -> str:

@@ -1,4 +1,4 @@
-"""Real clients against the emulator: kubectl, kubernetes_asyncio and an in-process kopf operator."""
+"""Real clients against both backends: kubectl, kubernetes_asyncio and an in-process kopf operator."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio import watch as k8s_watch
 
 from fluxrate.sandbox.kube_server import KubeSandbox
-from tests.sandbox.conftest import REPO, WIDGET_CRD, until, widget
+from tests.sandbox.conftest import REPO, WIDGET_API, WIDGET_CRD, Backend, until, widget
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 
 
-async def kubectl(kube: KubeSandbox, tmp_path: Path, *args: str) -> tuple[int, str, str]:
+async def kubectl(kube: Backend, tmp_path: Path, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         str(KUBECTL), "--kubeconfig", str(kube.kubeconfig), "--cache-dir", str(tmp_path / "kubectl-cache"), *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -48,92 +48,94 @@ def _manifests(tmp_path: Path) -> tuple[Path, Path, str]:
 
 
 @pytest.mark.skipif(not KUBECTL.exists() and not shutil.which("kubectl"), reason="kubectl binary not installed")
-async def test_kubectl_applies_gets_and_deletes_manifests(kube: KubeSandbox, tmp_path: Path) -> None:
+async def test_kubectl_applies_gets_and_deletes_manifests(kube: Backend, tmp_path: Path) -> None:
     crds, manifests, short = _manifests(tmp_path)
     code, out, err = await kubectl(kube, tmp_path, "apply", "-f", str(crds))
     assert code == 0, err
-    assert "created" in out
-    code, out, err = await kubectl(kube, tmp_path, "create", "namespace", "demo")
+    # The real backend's session cluster has the CRDs already (its fixture applied them).
+    assert ("configured" in out or "unchanged" in out) if kube.real else "created" in out, out
+    demo = f"{kube.namespace}-demo"
+    code, out, err = await kubectl(kube, tmp_path, "create", "namespace", demo)
     assert code == 0, err
 
-    code, out, err = await kubectl(kube, tmp_path, "apply", "-n", "demo", "-f", str(manifests))
+    code, out, err = await kubectl(kube, tmp_path, "apply", "-n", demo, "-f", str(manifests))
     assert code == 0, err
     assert out.count("created") == len(list(manifests.glob("*.yaml"))), out
     assert "warning" not in err.lower(), err
-    code, out, err = await kubectl(kube, tmp_path, "apply", "-n", "demo", "-f", str(manifests))
+    code, out, err = await kubectl(kube, tmp_path, "apply", "-n", demo, "-f", str(manifests))
     assert code == 0, err  # second apply patches (merge patch for CRs, strategic merge for Secrets)
     assert "unchanged" in out
 
-    code, out, err = await kubectl(kube, tmp_path, "get", short, "-n", "demo")
+    code, out, err = await kubectl(kube, tmp_path, "get", short, "-n", demo)
     assert code == 0, err
     header, *rows = out.strip().splitlines()
     assert header.split()[0] == "NAME" and rows, out
 
     # kubectl wait uses client-go's streaming list (sendInitialEvents) and then watches.
-    code, out, err = await kubectl(kube, tmp_path, "wait", short, "--all", "-n", "demo", "--timeout=10s",
-                                   "--for=jsonpath={.metadata.namespace}=demo")
+    code, out, err = await kubectl(kube, tmp_path, "wait", short, "--all", "-n", demo, "--timeout=10s",
+                                   f"--for=jsonpath={{.metadata.namespace}}={demo}")
     assert code == 0, err
     assert "condition met" in out
 
-    code, out, err = await kubectl(kube, tmp_path, "delete", "-n", "demo", "-f", str(manifests))
+    code, out, err = await kubectl(kube, tmp_path, "delete", "-n", demo, "-f", str(manifests))
     assert code == 0, err
     assert "deleted" in out
-    code, out, err = await kubectl(kube, tmp_path, "get", short, "-n", "demo", "-o", "name")
+    code, out, err = await kubectl(kube, tmp_path, "get", short, "-n", demo, "-o", "name")
     assert code == 0 and out.strip() == "", (out, err)
 
 
-async def test_kubectl_imperative_create_sends_protobuf_the_sandbox_decodes(kube: KubeSandbox,
-                                                                             tmp_path: Path) -> None:
+async def test_kubectl_imperative_create_sends_protobuf_the_sandbox_decodes(kube: Backend, tmp_path: Path) -> None:
+    ns = kube.namespace
     code, _, err = await kubectl(kube, tmp_path, "create", "secret", "generic", "creds", "--from-literal=key=s3cret",
-                                 "--type=fluxrate.co/stripe")
+                                 "--type=fluxrate.co/stripe", "-n", ns)
     assert code == 0, err
-    secret = kube.get_object("v1", "secrets", "default", "creds")
+    secret = await kube.get_object("v1", "secrets", "creds")
     assert secret is not None
     assert secret["data"] == {"key": base64.b64encode(b"s3cret").decode()} and secret["type"] == "fluxrate.co/stripe"
-    code, _, err = await kubectl(kube, tmp_path, "create", "configmap", "cfg", "--from-literal=a=b", "-n", "default")
+    code, _, err = await kubectl(kube, tmp_path, "create", "configmap", "cfg", "--from-literal=a=b", "-n", ns)
     assert code == 0, err
-    assert kube.get_object("v1", "configmaps", "default", "cfg")["data"] == {"a": "b"}
-    code, out, err = await kubectl(kube, tmp_path, "label", "configmap", "cfg", "tier=gold")
+    assert (await kube.get_object("v1", "configmaps", "cfg"))["data"] == {"a": "b"}
+    code, out, err = await kubectl(kube, tmp_path, "label", "configmap", "cfg", "tier=gold", "-n", ns)
     assert code == 0, err
-    code, out, err = await kubectl(kube, tmp_path, "get", "cm", "-l", "tier=gold", "-o", "name")
+    code, out, err = await kubectl(kube, tmp_path, "get", "cm", "-l", "tier=gold", "-o", "name", "-n", ns)
     assert out.strip() == "configmap/cfg", err
 
 
-async def test_kubectl_reports_validation_errors(kube: KubeSandbox, tmp_path: Path,
-                                                 widget_crd: dict[str, Any]) -> None:
+async def test_kubectl_reports_validation_errors(kube: Backend, tmp_path: Path,
+                                                 widgets: str) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**widget("bad"), "spec": {"currency": "usd"}}))
-    code, _, err = await kubectl(kube, tmp_path, "apply", "-f", str(bad))
+    code, _, err = await kubectl(kube, tmp_path, "apply", "-n", kube.namespace, "-f", str(bad))
     assert code != 0
     assert "spec.currency in body should match '^[A-Z]{3}$'" in err
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text(yaml.safe_dump(widget("unknown", colour="red")))
-    code, _, err = await kubectl(kube, tmp_path, "apply", "-f", str(unknown))
+    code, _, err = await kubectl(kube, tmp_path, "apply", "-n", kube.namespace, "-f", str(unknown))
     assert code != 0
     assert 'unknown field "spec.colour"' in err
 
 
-async def test_kubernetes_asyncio_reads_and_watches_via_kubeconfig(kube: KubeSandbox,
-                                                                   widget_crd: dict[str, Any]) -> None:
-    kube.create_object({**widget("w1"), "metadata": {"name": "w1", "namespace": "default"}})
+async def test_kubernetes_asyncio_reads_and_watches_via_kubeconfig(kube: Backend, widgets: str) -> None:
+    ns = kube.namespace
+    await kube.create_object(widget("w1"))
     api_client = await k8s_config.new_client_from_config(config_file=str(kube.kubeconfig))
     async with api_client:
         custom = k8s_client.CustomObjectsApi(api_client)
-        obj = await custom.get_namespaced_custom_object("test.fluxrate.co", "v1", "default", "widgets", "w1")
+        obj = await custom.get_namespaced_custom_object("test.fluxrate.co", "v1", ns, "widgets", "w1")
         assert obj["spec"] == {"currency": "USD", "size": 3, "options": {"color": "blue"}}
         core = k8s_client.CoreV1Api(api_client)
-        await core.create_namespaced_secret("default", {"metadata": {"name": "s"}, "stringData": {"k": "v"}})
-        secret = await core.read_namespaced_secret("s", "default")
+        await core.create_namespaced_secret(ns, {"metadata": {"name": "s"}, "stringData": {"k": "v"}})
+        secret = await core.read_namespaced_secret("s", ns)
         assert secret.data == {"k": "dg=="} and secret.type == "Opaque"
         events = []
         async with k8s_watch.Watch() as watcher:
             async for event in watcher.stream(custom.list_namespaced_custom_object, "test.fluxrate.co", "v1",
-                                              "default", "widgets", timeout_seconds=1):
+                                              ns, "widgets", timeout_seconds=1):
                 events.append((event["type"], event["object"]["metadata"]["name"]))
         assert events == [("ADDED", "w1")]
 
 
-async def test_kopf_operator_runs_against_the_sandbox(kube: KubeSandbox, widget_crd: dict[str, Any],
+async def test_kopf_operator_runs_against_the_sandbox(kube: Backend, widgets: str,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig))
     registry = kopf.OperatorRegistry()
@@ -161,39 +163,51 @@ async def test_kopf_operator_runs_against_the_sandbox(kube: KubeSandbox, widget_
     operator = asyncio.create_task(kopf.operator(registry=registry, standalone=True, clusterwide=True,
                                                  stop_flag=stop))
     try:
-        kube.create_object({**widget("w1"), "metadata": {"name": "w1", "namespace": "default"}})
+        await kube.create_object(widget("w1"))
 
-        async def until(predicate: Any, timeout: float = 10) -> Any:
-            async with asyncio.timeout(timeout):
-                while not (result := predicate()):
-                    assert not operator.done(), operator
-                    await asyncio.sleep(0.05)
-                return result
+        async def running_until(predicate: Any) -> Any:
+            async def alive_and(predicate: Any) -> Any:
+                assert not operator.done(), operator
+                return await predicate()
+            return await until(lambda: alive_and(predicate), timeout=20)
 
-        def current() -> dict[str, Any] | None:
-            return kube.get_object("test.fluxrate.co/v1", "widgets", "default", "w1")
+        async def current() -> dict[str, Any] | None:
+            return await kube.get_object(WIDGET_API, "widgets", "w1")
 
-        obj = await until(lambda: (o := current()) and (o.get("status") or {}).get("phase") == "Ready" and o)
+        async def ready() -> dict[str, Any] | None:
+            obj = await current()
+            return obj if obj and (obj.get("status") or {}).get("phase") == "Ready" else None
+
+        obj = await running_until(ready)
         assert obj["metadata"]["finalizers"] == ["kopf.zalando.org/KopfFinalizerMarker"]
         # kopf only settles after its annotations are written; let it go idle.
         await asyncio.sleep(0.5)
-        settled = current()
+        settled = await current()
         assert settled is not None
         await asyncio.sleep(0.5)
-        assert current()["metadata"]["resourceVersion"] == settled["metadata"]["resourceVersion"]  # no loops
+        assert (await current())["metadata"]["resourceVersion"] == settled["metadata"]["resourceVersion"]  # no loops
 
-        async with kube.client() as api, api.delete("/apis/test.fluxrate.co/v1/namespaces/default/widgets/w1") as r:
+        async with kube.client() as api, api.delete(f"{widgets}/w1") as r:
             assert r.status == 200
-        await until(lambda: current() is None)
+
+        async def gone() -> bool:
+            return await current() is None
+
+        await running_until(gone)
         assert deleted == ["w1"]
-        events = await until(lambda: kube.list_objects("v1", "events", "default"))
-        assert [(e["reason"], e["message"], e["involvedObject"]["name"]) for e in events] == [
+
+        async def events() -> list[dict[str, Any]]:
+            return await kube.list_objects("v1", "events")
+
+        posted = await running_until(events)
+        assert [(e["reason"], e["message"], e["involvedObject"]["name"]) for e in posted] == [
             ("Ready", "the widget is ready", "w1")]
     finally:
         stop.set()
         await asyncio.wait_for(operator, 10)
 
 
+@pytest.mark.emulator_only  # the emulator's own entry point
 def test_threaded_sandbox_serves_synchronous_callers(tmp_path: Path) -> None:
     import ssl
     import urllib.request
@@ -211,6 +225,7 @@ def test_threaded_sandbox_serves_synchronous_callers(tmp_path: Path) -> None:
     assert not os.path.exists(tmp_path / "nothing")
 
 
+@pytest.mark.emulator_only  # the emulator's own entry point
 async def test_run_kube_sandbox_serves_until_cancelled(tmp_path: Path) -> None:
     from fluxrate.sandbox.kube_server import run_kube_sandbox
 
@@ -228,10 +243,10 @@ async def test_run_kube_sandbox_serves_until_cancelled(tmp_path: Path) -> None:
         await task
 
 
-async def test_kopf_with_peering_registers_itself(kube: KubeSandbox, widget_crd: dict[str, Any],
+async def test_kopf_with_peering_registers_itself(kube: Backend, widgets: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig))
-    kube.apply_kopf_peering()
+    await kube.apply_kopf_peering()
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -242,9 +257,13 @@ async def test_kopf_with_peering_registers_itself(kube: KubeSandbox, widget_crd:
     def created(patch: kopf.Patch, **_: Any) -> None:
         patch.status["phase"] = "Ready"
 
-    def peers() -> dict[str, Any]:
-        peering = kube.get_object("kopf.dev/v1", "clusterkopfpeerings", None, "default")
+    async def peers() -> dict[str, Any]:
+        peering = await kube.get_object("kopf.dev/v1", "clusterkopfpeerings", "default", namespace=None)
         return (peering or {}).get("status") or {}
+
+    async def ready() -> bool:
+        obj = await kube.get_object(WIDGET_API, "widgets", "w1")
+        return ((obj or {}).get("status") or {}).get("phase") == "Ready"
 
     stop = asyncio.Event()
     operator = asyncio.create_task(kopf.operator(registry=registry, clusterwide=True, peering_name="default",
@@ -252,10 +271,9 @@ async def test_kopf_with_peering_registers_itself(kube: KubeSandbox, widget_crd:
     try:
         [(identity, peer)] = (await until(peers)).items()
         assert peer["lifetime"] == 60
-        kube.create_object({**widget("w1"), "metadata": {"name": "w1", "namespace": "default"}})
-        await until(lambda: (kube.get_object("test.fluxrate.co/v1", "widgets", "default", "w1").get("status")
-                             or {}).get("phase") == "Ready")
+        await kube.create_object(widget("w1"))
+        await until(ready, timeout=20)
     finally:
         stop.set()
         await asyncio.wait_for(operator, 10)
-    assert identity not in peers()  # kopf removes itself from the peering on exit
+    assert identity not in await peers()  # kopf removes itself from the peering on exit

@@ -1,4 +1,7 @@
-"""Pure helpers of the Kubernetes API emulator: selectors, JSONPath, durations, merge patch, CEL, schemas."""
+"""Pure helpers of the Kubernetes API emulator: selectors, JSONPath, durations, merge patch, CEL, schemas.
+
+No server runs here (so no backend applies); what these helpers produce is checked against the real server by
+test_kube_api/test_kube_watch/test_kube_clients."""
 
 from __future__ import annotations
 
@@ -171,25 +174,3 @@ def test_cel_rules_ratchet_unchanged_values_but_not_transition_rules() -> None:
         'Invalid value: "object": min too big', 'Invalid value: "object": min is immutable']
     assert [c.message for c in rules.validate(schema, {"spec": {"min": 50}}, None)] == [
         'Invalid value: "object": min too big']
-
-
-async def test_root_cel_rules_see_metadata_name(kube: Any) -> None:
-    from fluxrate.sandbox.kube_errors import ApiError
-
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "things.example.com"},
-        "spec": {"group": "example.com", "scope": "Namespaced",
-                 "names": {"plural": "things", "kind": "Thing"},
-                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                     "type": "object",
-                     "x-kubernetes-validations": [{"rule": "self.metadata.name.startsWith('t-')",
-                                                   "message": "names start with t-"}],
-                     "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]},
-    }
-    kube.apply_crd(crd)
-    kube.create_object({"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t-1"}})
-    with pytest.raises(ApiError) as error:
-        kube.create_object({"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "x-1"}})
-    assert error.value.message == ('Thing.example.com "x-1" is invalid: <nil>: Invalid value: "object": '
-                                   "names start with t-")
