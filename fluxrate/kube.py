@@ -106,6 +106,18 @@ class Kube:
             raise
         return decode_secret_data(secret)
 
+    async def read_secret_and_labels(
+        self, namespace: str, name: str
+    ) -> tuple[dict[str, str], dict[str, str]] | None:
+        """Decoded data and the labels of a Secret (one request), or None when it does not exist."""
+        try:
+            secret = await self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return decode_secret_data(secret), dict(secret.metadata.labels or {})
+
     async def write_owned_secret(
         self, owner: ObjectRef, name: str, data: Mapping[str, str], labels: Mapping[str, str]
     ) -> None:

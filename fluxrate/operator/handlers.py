@@ -27,6 +27,8 @@ SECRET_TRIGGER_ANNOTATION = f"{API_GROUP}/secret-changed"
 INTEGRATION_READY_ANNOTATION = f"{API_GROUP}/integration-ready"
 INTEGRATIONS = (API_GROUP, API_VERSION, "stripeintegrations")
 INVOICES = (API_GROUP, API_VERSION, "invoices")
+SECRETS = ("", "v1", "secrets")
+PEERINGS = (("kopf.dev", "clusterkopfpeerings"), ("kopf.dev", "kopfpeerings"))
 RECONCILE_CONCURRENCY = 16  # invoices one integration's daemon reconciles at once (Stripe's limiter still rules)
 RECONCILE_ERROR_DELAY = 60.0  # before an invoice whose reconciliation raised is tried again (kopf's timer default)
 
@@ -80,6 +82,19 @@ def integration_object(body: Any) -> IntegrationObject:
     )
 
 
+def server_side_selectors(config: OperatorSettings) -> tuple[dict[Any, str], dict[Any, str]]:
+    """kopf's (label, field) selectors sent with its list and watch requests, so the API server filters.
+
+    Secrets: only those labelled ``billing.fluxrate.co/watch=true`` (never every Secret of the cluster, Helm
+    release Secrets included). Peering (HA): only the peering object of this release, by name, which lets the
+    chart grant the peering verbs with ``resourceNames``.
+    """
+    labels: dict[Any, str] = {SECRETS: integrations.WATCH_SELECTOR}
+    fields: dict[Any, str] = {peering: f"metadata.name={config.peering}" for peering in PEERINGS} \
+        if config.peering else {}
+    return labels, fields
+
+
 def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
     """Register every handler on ``registry`` with intervals taken from ``config``."""
 
@@ -101,6 +116,14 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         if config.namespaces:
             # Namespaced installs grant Roles only: don't ask the cluster-wide discovery questions kopf may not.
             settings.scanning.disabled = True
+        if not hasattr(settings.watching, "label_selectors"):
+            raise kopf.PermanentError("this kopf cannot filter watches server-side (settings.watching."
+                                      "label_selectors): install kopf 1.45.2 or newer")
+        labels, fields = server_side_selectors(config)
+        for resource, selector in labels.items():
+            settings.watching.label_selectors[resource] = selector
+        for resource, selector in fields.items():
+            settings.watching.field_selectors[resource] = selector
         memo.runtime = Runtime(config, await Kube.connect())
 
     @kopf.on.login(registry=registry)
@@ -175,16 +198,21 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
             events = await integrations.disconnect_integration(obj, runtime.clients, runtime.kube)
         post_events(body, events)
 
-    @kopf.on.event("", "v1", "secrets", registry=registry, id="secret_changed")
+    @kopf.on.event(*SECRETS, registry=registry, id="secret_changed")
     async def secret_changed(
         type: str | None, namespace: str, name: str, meta: kopf.Meta, memo: kopf.Memo,
         integrations_by_secret: kopf.Index[tuple[str, str], str], **_: Any,
     ) -> None:
-        """A referenced Secret changed (key rotation): poke its integrations so they re-reconcile now."""
+        """A referenced Secret changed (key rotation): poke its integrations so they re-reconcile now.
+
+        Only labelled Secrets arrive here (``server_side_selectors``); removing the label arrives as DELETED, adding
+        it as ADDED, and both poke too, so ``SecretsWatched`` follows at once.
+        """
         if type is None or (namespace, name) not in integrations_by_secret:
             return  # the initial listing, or a Secret no integration references
         runtime: Runtime = memo.runtime
-        marker = f"{name}@{meta.get('resourceVersion', '')}" if type != "DELETED" else f"{name}@deleted"
+        # unique per change: a label removed, added and removed again must poke each time
+        marker = f"{name}@{meta.get('resourceVersion', '')}{'-deleted' if type == 'DELETED' else ''}"
         for integration in set(integrations_by_secret[(namespace, name)]):
             try:
                 await runtime.kube.patch_object(

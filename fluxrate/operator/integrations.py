@@ -22,7 +22,15 @@ from fluxrate.stripe_errors import is_auth_error, is_not_found, is_retryable, us
 from fluxrate.stripe_keys import MANAGED_SIGNING_SECRET_KEY, KeyProblem, parse_secret_key, parse_webhook_secrets
 
 ACCEPT_ACCOUNT_ANNOTATION = "billing.fluxrate.co/accept-account"
-MANAGED_BY_LABELS = {"app.kubernetes.io/managed-by": "fluxrate", "billing.fluxrate.co/role": "webhook-signing-secret"}
+# The label that marks the Secrets fluxrate reads. The operator lists and watches only Secrets carrying it (a
+# labelSelector on the request, so the API server sends no others), to notice key and webhook-secret rotation at
+# once; a referenced Secret without it still works, but its changes are noticed at the next resync.
+WATCH_LABEL = "billing.fluxrate.co/watch"
+WATCH_LABEL_VALUE = "true"
+WATCH_SELECTOR = f"{WATCH_LABEL}={WATCH_LABEL_VALUE}"
+SECRETS_WATCHED = "SecretsWatched"
+MANAGED_BY_LABELS = {"app.kubernetes.io/managed-by": "fluxrate", "billing.fluxrate.co/role": "webhook-signing-secret",
+                     WATCH_LABEL: WATCH_LABEL_VALUE}
 
 EventType = Literal["Normal", "Warning"]
 
@@ -45,6 +53,10 @@ class Outcome:
 
 class SecretReader(Protocol):
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None: ...
+
+    async def read_secret_and_labels(
+        self, namespace: str, name: str
+    ) -> tuple[dict[str, str], dict[str, str]] | None: ...
 
     async def write_owned_secret(
         self, owner: ObjectRef, name: str, data: Mapping[str, str], labels: Mapping[str, str]
@@ -91,10 +103,57 @@ def next_step_for_webhook_secret(url: str, events: Sequence[str], namespace: str
         f"Add the endpoint {url} in Stripe Dashboard → Developers → Webhooks with the events "
         f"{', '.join(events)}; then put its Signing secret (whsec_...) into a Secret and reference it, e.g. "
         f"kubectl -n {namespace} create secret generic {name}-webhook --from-literal=signing-secret=whsec_... && "
+        f"{label_command(namespace, [f'{name}-webhook'])} && "
         f"kubectl -n {namespace} patch stripeintegration {name} --type merge -p "
         f"'{{\"spec\":{{\"webhookSecretRef\":{{\"name\":\"{name}-webhook\",\"key\":\"signing-secret\"}}}}}}'. "
         "Or set spec.webhookEndpoint.managed: true and fluxrate registers the endpoint itself."
     )
+
+
+def is_watched(labels: Mapping[str, str] | None) -> bool:
+    """Whether a Secret with these labels is in the operator's (label-selected) watch of Secrets."""
+    return (labels or {}).get(WATCH_LABEL) == WATCH_LABEL_VALUE
+
+
+def label_command(namespace: str, names: Sequence[str]) -> str:
+    return f"kubectl label secret {' '.join(names)} {WATCH_SELECTOR} -n {namespace}"
+
+
+def build_secrets_watched(namespace: str, labelled: Mapping[str, bool]) -> cond.Condition | None:
+    """``SecretsWatched`` from the referenced Secrets read (name: carries the watch label); None when none exists.
+
+    Informational: an unlabelled Secret still works (it is read on every reconcile), only its changes wait for the
+    next resync. It never makes the integration not-Ready.
+    """
+    if not labelled:
+        return None
+    names = ", ".join(f'"{name}"' for name in labelled)
+    unlabelled = [name for name, watched in labelled.items() if not watched]
+    if not unlabelled:
+        many = len(labelled) > 1
+        return cond.Condition(
+            SECRETS_WATCHED, "True", "SecretsLabelled",
+            f"Secret{'s' if many else ''} {names} carr{'y' if many else 'ies'} {WATCH_SELECTOR}: "
+            f"{'their' if many else 'its'} changes (key or signing-secret rotation) are noticed at once.",
+        )
+    which = ", ".join(f'"{name}"' for name in unlabelled)
+    plural = len(unlabelled) > 1
+    return cond.Condition(
+        SECRETS_WATCHED, "False", "SecretNotLabelled",
+        f"Secret{'s' if plural else ''} {which} in namespace {namespace} lack{'' if plural else 's'} the label "
+        f"{WATCH_SELECTOR}: fluxrate uses {'them' if plural else 'it'}, but notices a change (key or signing-secret "
+        f"rotation) only at the next resync. Label {'them' if plural else 'it'}: "
+        f"{label_command(namespace, unlabelled)}",
+    )
+
+
+def secrets_watched_events(previous: Mapping[str, Any] | None, current: cond.Condition | None) -> list[Event]:
+    """A Warning when Secrets become (or are found) unlabelled, once per change of the message; nothing else."""
+    if current is None or current.status != "False":
+        return []
+    if previous and previous.get("status") == current.status and previous.get("message") == current.message:
+        return []
+    return [Event("Warning", current.reason, current.message)]
 
 
 # --- reconcile --------------------------------------------------------------------------------------------
@@ -113,6 +172,23 @@ class IntegrationObject:
     @property
     def ref(self) -> ObjectRef:
         return ObjectRef(kind="StripeIntegration", namespace=self.namespace, name=self.name, uid=self.uid)
+
+
+class _ReferencedSecrets:
+    """Reads the Secrets an integration references, noting which of them carry the watch label."""
+
+    def __init__(self, kube: SecretReader, namespace: str) -> None:
+        self.kube, self.namespace = kube, namespace
+        self.labelled: dict[str, bool] = {}
+
+    async def read(self, name: str) -> dict[str, str] | None:
+        found = await self.kube.read_secret_and_labels(self.namespace, name)
+        if found is None:
+            self.labelled.pop(name, None)
+            return None
+        data, labels = found
+        self.labelled[name] = is_watched(labels)
+        return data
 
 
 class _Stop(Exception):
@@ -134,19 +210,21 @@ async def reconcile_integration(
     out.status["webhookURL"] = url
     out.status["observedGeneration"] = obj.generation
     others: list[cond.Condition] = []
+    secrets = _ReferencedSecrets(kube, obj.namespace)
     try:
-        entry = await _verified_client(obj, kube, clients, out, others, retry_delay)
-        await _webhook_secret(obj, kube, entry, url, out, others, retry_delay)
+        entry = await _verified_client(obj, secrets, clients, out, others, retry_delay)
+        await _webhook_secret(obj, kube, secrets, entry, url, out, others, retry_delay)
     except _Stop as stop:
         ready = cond.Condition(cond.READY, stop.status, stop.reason, stop.message)
         if stop.event:
             out.events.append(stop.event)
         out.retry_after = stop.retry_after
         out.permanent = stop.retry_after is None
-        out.status["conditions"] = cond.with_kstatus(
+        unwatched = _secrets_watched(obj, secrets, out, others)
+        out.status["conditions"] = cond.merge(cond.with_kstatus(
             obj.status.get("conditions"), ready, others, generation=obj.generation,
             stalled=out.permanent, reconciling=not out.permanent,
-        )
+        ), [], generation=None, remove=unwatched)
         entry = clients.get(obj.namespace, obj.name)
         if entry is not None:
             entry.ready = False
@@ -169,14 +247,27 @@ async def reconcile_integration(
     if ready.status == "True" and not (previous_ready and previous_ready.get("reason") == "Connected"):
         out.events.append(Event("Normal", "Connected", message))
     entry.ready = True
-    out.status["conditions"] = cond.with_kstatus(
+    unwatched = _secrets_watched(obj, secrets, out, others)
+    out.status["conditions"] = cond.merge(cond.with_kstatus(
         obj.status.get("conditions"), ready, others, generation=obj.generation
-    )
+    ), [], generation=None, remove=unwatched)
     return out
 
 
+def _secrets_watched(
+    obj: IntegrationObject, secrets: _ReferencedSecrets, out: Outcome, others: list[cond.Condition]
+) -> list[str]:
+    """Adds ``SecretsWatched`` (and its Warning, once) to the outcome; the conditions to remove (none was read)."""
+    watched = build_secrets_watched(obj.namespace, secrets.labelled)
+    out.events.extend(secrets_watched_events(cond.get(obj.status.get("conditions"), SECRETS_WATCHED), watched))
+    if watched is None:
+        return [SECRETS_WATCHED]
+    others.append(watched)
+    return []
+
+
 async def _verified_client(
-    obj: IntegrationObject, kube: SecretReader, clients: StripeClients, out: Outcome,
+    obj: IntegrationObject, secrets: _ReferencedSecrets, clients: StripeClients, out: Outcome,
     others: list[cond.Condition], retry_delay: float,
 ) -> IntegrationClient:
     ref = obj.spec.secret_key_ref
@@ -186,12 +277,13 @@ async def _verified_client(
         others.append(cond.Condition("SecretKeyValid", "False", reason, message))
         return _Stop(reason, message)
 
-    data = await kube.read_secret(obj.namespace, ref.name)
+    data = await secrets.read(ref.name)
     if data is None:
         raise key_problem(
             "SecretNotFound",
             f'Secret "{ref.name}" not found in namespace "{obj.namespace}": create it with '
-            f"kubectl -n {obj.namespace} create secret generic {ref.name} --from-literal={ref.key}=sk_live_...",
+            f"kubectl -n {obj.namespace} create secret generic {ref.name} --from-literal={ref.key}=sk_live_... && "
+            f"{label_command(obj.namespace, [ref.name])} (labelled, it is noticed at once)",
         )
     if ref.key not in data:
         present = ", ".join(sorted(data)) or "none"
@@ -264,8 +356,8 @@ async def _close_unadopted(clients: StripeClients, obj: IntegrationObject, entry
 
 
 async def _webhook_secret(
-    obj: IntegrationObject, kube: SecretReader, entry: IntegrationClient, url: str, out: Outcome,
-    others: list[cond.Condition], retry_delay: float,
+    obj: IntegrationObject, kube: SecretReader, secrets: _ReferencedSecrets, entry: IntegrationClient, url: str,
+    out: Outcome, others: list[cond.Condition], retry_delay: float,
 ) -> None:
     events = obj.spec.webhook_endpoint.enabled_events
     if obj.spec.webhook_endpoint.managed:
@@ -291,12 +383,13 @@ async def _webhook_secret(
         ))
         return
     where = f'Secret "{ref.name}" key "{ref.key}"'
-    data = await kube.read_secret(obj.namespace, ref.name)
+    data = await secrets.read(ref.name)
     if data is None or ref.key not in data:
         missing = f'Secret "{ref.name}" not found' if data is None else f'Secret "{ref.name}" has no key "{ref.key}"'
         others.append(cond.Condition(
             "WebhookSecretConfigured", "False", "WebhookSecretNotFound",
-            f"{missing} in namespace {obj.namespace}: put the endpoint's Signing secret (whsec_...) there.",
+            f"{missing} in namespace {obj.namespace}: put the endpoint's Signing secret (whsec_...) there, and "
+            f"label the Secret so that it is noticed at once: {label_command(obj.namespace, [ref.name])}",
         ))
         return
     try:
@@ -323,7 +416,8 @@ async def _managed_endpoint(
 
     try:
         if current_id is not None:
-            stored = await kube.read_secret(obj.namespace, secret_name)
+            found = await kube.read_secret_and_labels(obj.namespace, secret_name)
+            stored, stored_labels = found if found is not None else (None, {})
             try:
                 endpoint = (await entry.call(lambda c: c.v1.webhook_endpoints.retrieve_async(current_id))).to_dict()
             except stripe.StripeError as exc:
@@ -335,6 +429,10 @@ async def _managed_endpoint(
                 await entry.call(lambda c: c.v1.webhook_endpoints.delete_async(current_id))
                 endpoint = None
             if endpoint is not None:
+                if stored and not is_watched(stored_labels):  # written before Secrets were labelled: label it
+                    await kube.write_owned_secret(obj.ref, secret_name,
+                                                  {MANAGED_SIGNING_SECRET_KEY: stored[MANAGED_SIGNING_SECRET_KEY]},
+                                                  MANAGED_BY_LABELS)
                 update = endpoint_drift(endpoint, url, events)
                 if update:
                     await entry.call(lambda c: c.v1.webhook_endpoints.update_async(current_id, params=update))

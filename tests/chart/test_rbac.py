@@ -132,3 +132,37 @@ def test_rbac_create_false_renders_no_rbac() -> None:
     docs = render({"rbac": {"create": False}})
     assert not [d for d in docs if d["apiVersion"].startswith("rbac.authorization.k8s.io")]
 
+
+
+def peering_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [rule for doc in roles(docs, "operator") for rule in doc["rules"] if rule["apiGroups"] == ["kopf.dev"]]
+
+
+@pytest.mark.parametrize(("name", "extra"), [("ha", {}), ("ha-namespaced", {}),
+                                             ("ha", {"operator": {"ha": {"peeringName": "billing-peers"}}})],
+                         ids=["cluster-wide", "namespaced", "named"])
+def test_ha_peering_grants_are_limited_to_the_release_peering_object(name: str, extra: dict[str, Any]) -> None:
+    values = {**VALUE_SETS[name], "operator": {**VALUE_SETS[name]["operator"],
+                                               "ha": {**VALUE_SETS[name]["operator"]["ha"],
+                                                      **extra.get("operator", {}).get("ha", {})}}}
+    docs = render(values)
+    peering = by_kind(docs, "ConfigMap")
+    (operator_config,) = [d["data"] for d in peering if d["metadata"]["name"] == "fr-fluxrate-operator"]
+    peering_name = operator_config["FLUXRATE_PEERING"]  # what the operator's list/watch fieldSelector names
+    assert peering_name == extra.get("operator", {}).get("ha", {}).get("peeringName", "fr-fluxrate")
+    rules = peering_rules(docs)
+    assert rules
+    for rule in rules:
+        if rule.get("resourceNames") is None:  # create cannot be restricted by name: nothing else goes unnamed
+            assert rule["verbs"] == ["create"]
+        else:
+            assert rule["resourceNames"] == [peering_name]
+            assert set(rule["verbs"]) == {"get", "list", "watch", "patch"}
+    named = {verb for rule in rules if rule.get("resourceNames") for verb in rule["verbs"]}
+    assert {"list", "watch", "patch"} <= named
+
+
+def test_the_secrets_rule_explains_why_it_is_not_narrower() -> None:
+    text = (CHART_TEMPLATES / "rbac.yaml").read_text()
+    assert "billing.fluxrate.co/watch=true" in text and "RBAC cannot restrict list/watch by label" in text
+    assert "least-privilege install" in text

@@ -60,6 +60,7 @@ async def test_setup_steps_and_managing_the_integration(
 
     # Step 1 and step 2.
     await sh("kubectl -n team-a create secret generic stripe-credentials --from-literal=secret-key=sk_live_...", values)
+    await sh("kubectl label secret stripe-credentials billing.fluxrate.co/watch=true -n team-a", values)
     integration = yaml.safe_dump(yaml.safe_load(yaml_block("StripeIntegration")))
     await sh("kubectl apply -f stripeintegration.yaml", {"stripeintegration.yaml": "-"}, stdin=integration)
     await cluster.wait_condition("stripeintegrations", "team-a", "production-stripe", "Ready", status="True")
@@ -73,9 +74,12 @@ async def test_setup_steps_and_managing_the_integration(
     assert waiting["reason"] == "WaitingForWebhookSecret" and url in waiting["message"]
     await sh("kubectl -n team-a create secret generic production-stripe-webhook "
              "--from-literal=signing-secret=whsec_...", values)
+    await sh("kubectl label secret production-stripe-webhook billing.fluxrate.co/watch=true -n team-a", values)
     ref = '{"spec":{"webhookSecretRef":{"name":"production-stripe-webhook","key":"signing-secret"}}}'
     await sh(f"kubectl -n team-a patch si production-stripe --type merge -p '{ref}'", values)
     await cluster.wait_condition("stripeintegrations", "team-a", "production-stripe", "WebhookSecretConfigured",
+                                 status="True")
+    await cluster.wait_condition("stripeintegrations", "team-a", "production-stripe", "SecretsWatched",
                                  status="True")
 
     # How payments work: the invoice from the guide.

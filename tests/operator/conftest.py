@@ -10,6 +10,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from fluxrate.kube import Kube
+from fluxrate.operator.integrations import WATCH_LABEL, WATCH_LABEL_VALUE
 from fluxrate.operator.main import running_operator
 from fluxrate.operator.settings import OperatorSettings, SmtpSettings
 from fluxrate.sandbox.kube_server import KubeSandbox
@@ -45,8 +46,11 @@ class Cluster:
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
 
-    async def apply_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
+    async def apply_secret(self, namespace: str, name: str, data: dict[str, str], *, labelled: bool = True) -> None:
+        """Create or replace a Secret, labelled ``billing.fluxrate.co/watch=true`` as the guide says unless not."""
         body = secret_manifest(namespace, name, data)
+        if labelled:
+            body["metadata"]["labels"] = {WATCH_LABEL: WATCH_LABEL_VALUE}
         try:
             await self.kube.core.create_namespaced_secret(namespace, body)
         except client.ApiException as exc:
