@@ -38,15 +38,19 @@ def real_kube_required() -> bool:
     return os.environ.get("FLUXRATE_REQUIRE_REAL_KUBE") == "1"
 
 
-def start_real_kube(state_dir: Path) -> RealKube:
-    """A started real control plane (tests/kube) with fluxrate's CRDs; skips (or fails in CI) when it is not built."""
+def built_realkube() -> Path:
+    """The realkube binary; skips the test when it is not built, or fails it in CI."""
     try:
-        binary = realkube_binary()
+        return realkube_binary()
     except RealKubeUnavailable as exc:
         if real_kube_required():
             pytest.fail(f"{exc} (FLUXRATE_REQUIRE_REAL_KUBE=1 forbids skipping)", pytrace=False)
         pytest.skip(str(exc))
-    cluster = RealKube(state_dir, binary=binary)
+
+
+def start_real_kube(state_dir: Path) -> RealKube:
+    """A started real control plane (tests/kube) with fluxrate's CRDs; skips (or fails in CI) when it is not built."""
+    cluster = RealKube(state_dir, binary=built_realkube())
     try:
         cluster.start()
         asyncio.run(cluster.apply_crds(crds.crds_dir()))

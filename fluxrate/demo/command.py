@@ -14,6 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the kubeconfig, logs and env file go")
     parser.add_argument("--namespace", default="demo", help="namespace the examples are applied to")
     parser.add_argument("--examples", type=Path, default=None, help="folder of manifests (default: examples/)")
+    parser.add_argument("--kube", choices=["emulator", "real"], default="emulator",
+                        help="the embedded Kubernetes API emulator, or the real kube-apiserver (`make realkube`)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,5 +26,6 @@ def run(args: argparse.Namespace) -> int:
 
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends `--keep`
         return asyncio.run(run_demo(args.state_dir.resolve(), namespace=args.namespace, keep=args.keep,
-                                    examples=args.examples, stripe_api_key=os.environ.get("STRIPE_API_KEY")))
+                                    examples=args.examples, stripe_api_key=os.environ.get("STRIPE_API_KEY"),
+                                    kube_backend=args.kube))
     return 0

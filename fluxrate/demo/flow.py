@@ -16,6 +16,7 @@ from fluxrate import conditions as cond
 from fluxrate.demo.narrator import Narrator
 from fluxrate.kube import Kube
 from fluxrate.sandbox.processes import WaitTimeout, free_port, process, wait_for
+from fluxrate.sandbox.real_kube import RealKubeUnavailable
 from fluxrate.sandbox.stack import Sandbox, running_sandbox
 
 ROOT_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -32,6 +33,15 @@ def load_documents(folder: Path) -> list[dict[str, Any]]:
     return docs
 
 
+async def ensure_namespace(kube: Kube, namespace: str) -> None:
+    """A real API server has only ``default``: create the demo's namespace (the emulator creates it on use)."""
+    try:
+        await kube.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
 async def apply(kube: Kube, namespace: str, doc: dict[str, Any]) -> None:
     if doc["kind"] == "Secret":
         await kube.core.create_namespaced_secret(namespace, doc)
@@ -46,10 +56,13 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
 
 
 async def run_demo(state_dir: Path, *, namespace: str = "demo", keep: bool = False, examples: Path | None = None,
-                   stripe_api_key: str | None = None) -> int:
+                   stripe_api_key: str | None = None, kube_backend: str = "emulator") -> int:
     say = Narrator()
     try:
-        await _demo(say, state_dir, namespace, keep, examples or ROOT_EXAMPLES, stripe_api_key)
+        await _demo(say, state_dir, namespace, keep, examples or ROOT_EXAMPLES, stripe_api_key, kube_backend)
+    except RealKubeUnavailable as exc:
+        say.warn(f"demo failed: {exc}")
+        return 1
     except (DemoFailed, WaitTimeout) as exc:
         say.warn(f"demo failed: {exc}")
         say.detail(f"logs: {state_dir}/operator.log, {state_dir}/receiver.log")
@@ -58,13 +71,15 @@ async def run_demo(state_dir: Path, *, namespace: str = "demo", keep: bool = Fal
 
 
 async def _demo(say: Narrator, state_dir: Path, namespace: str, keep: bool, examples: Path,
-                stripe_api_key: str | None) -> None:
+                stripe_api_key: str | None, kube_backend: str) -> None:
     receiver_port = free_port()
     public_base_url = f"http://127.0.0.1:{receiver_port}"
     real_stripe = bool(stripe_api_key)
-    say.step("Starting the sandbox: Kubernetes API, " + ("real Stripe test mode" if real_stripe else
-                                                          "Stripe API stand-in") + " and SMTP sink")
-    async with running_sandbox(state_dir, public_base_url=public_base_url, webhook_time_scale=0.0005) as sandbox:
+    kube_name = "real kube-apiserver" if kube_backend == "real" else "Kubernetes API emulator"
+    say.step(f"Starting the sandbox: {kube_name}, " + ("real Stripe test mode" if real_stripe else
+                                                        "Stripe API stand-in") + " and SMTP sink")
+    async with running_sandbox(state_dir, public_base_url=public_base_url, webhook_time_scale=0.0005,
+                               kube_backend=kube_backend) as sandbox:
         say.detail(f"Kubernetes API  {sandbox.kube.url}  (kubeconfig {sandbox.kube.kubeconfig})",
                    f"Stripe API      {'https://api.stripe.com' if real_stripe else sandbox.stripe.url}",
                    f"SMTP sink       {sandbox.smtp.host}:{sandbox.smtp.port}")
@@ -108,6 +123,7 @@ async def _flow(say: Narrator, sandbox: Sandbox, kube: Kube, namespace: str, exa
     say.ok(f"operator pid {operator_pid}; receiver pid {receiver_pid} ready at {public_base_url}")
 
     say.step(f"Applying {examples}/ to namespace {namespace}")
+    await ensure_namespace(kube, namespace)
     docs = load_documents(examples)
     for doc in docs:
         if doc["kind"] == "Secret" and stripe_api_key:

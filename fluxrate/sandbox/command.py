@@ -9,6 +9,9 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback by default)")
+    parser.add_argument("--kube", choices=["emulator", "real"], default="emulator",
+                        help="the Kubernetes API: the embedded emulator, or the real kube-apiserver, etcd and "
+                             "controller-manager built from Go modules by `make realkube`")
     parser.add_argument("--kube-port", type=int, default=6443, help="Kubernetes API port (0: any free port)")
     parser.add_argument("--stripe-port", type=int, default=12111, help="Stripe API stand-in port")
     parser.add_argument("--smtp-port", type=int, default=2525, help="SMTP sink port")
@@ -43,7 +46,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
     async with running_sandbox(
         args.state_dir.resolve(), host=args.host, kube_port=args.kube_port, stripe_port=args.stripe_port,
-        smtp_port=args.smtp_port, public_base_url=args.public_base_url,
+        smtp_port=args.smtp_port, public_base_url=args.public_base_url, kube_backend=args.kube,
     ) as sandbox:
         print(instructions(sandbox), flush=True)
         await asyncio.Event().wait()

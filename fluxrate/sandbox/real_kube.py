@@ -263,14 +263,23 @@ class RealKube:
 
     async def request(self, method: str, path: str, body: Any = None, *, token: str | None = None,
                       content_type: str = "application/json", expect: Iterable[int] = (200, 201)) -> Any:
-        """One API request; the decoded answer, or ``RuntimeError`` with the server's message."""
+        """One API request; the decoded answer, or ``KubeRequestError`` with the server's message.
+
+        A 429 is retried after its Retry-After, as client-go does: a restarted server answers 429 "storage is
+        (re)initializing" for custom resources for a moment after it is ready.
+        """
         data = None if body is None else json.dumps(body)
-        async with self.client(token=token) as session, session.request(
-                method, path, data=data, headers={"Content-Type": content_type}) as answer:
-            text = await answer.text()
-            if answer.status not in set(expect):
-                raise KubeRequestError(answer.status, text)
-            return json.loads(text) if text else None
+        for _ in range(30):
+            async with self.client(token=token) as session, session.request(
+                    method, path, data=data, headers={"Content-Type": content_type}) as answer:
+                text = await answer.text()
+                if answer.status == 429:
+                    await asyncio.sleep(min(float(answer.headers.get("Retry-After") or 1), 5))
+                    continue
+                if answer.status not in set(expect):
+                    raise KubeRequestError(answer.status, text)
+                return json.loads(text) if text else None
+        raise KubeRequestError(429, text)
 
     async def apply_crds(self, source: Path | str | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Create (or replace) CRDs and wait until each is Established."""

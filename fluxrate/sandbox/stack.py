@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fluxrate import crds
 from fluxrate.sandbox.kube_server import KubeSandbox
+from fluxrate.sandbox.real_kube import RealKube
 from fluxrate.sandbox.smtp_sink import SmtpSink
 from fluxrate.sandbox.stripe_standin import DEMO_TEST_KEY, StripeStandin
 
@@ -17,9 +18,12 @@ from fluxrate.sandbox.stripe_standin import DEMO_TEST_KEY, StripeStandin
 EXAMPLE_SECRET_KEY = "sk_test_fluxrateexample000000000000"
 
 
+KUBE_BACKENDS = ("emulator", "real")
+
+
 @dataclass
 class Sandbox:
-    kube: KubeSandbox
+    kube: KubeSandbox | RealKube
     stripe: StripeStandin
     smtp: SmtpSink
     state_dir: Path
@@ -50,18 +54,33 @@ class Sandbox:
 async def running_sandbox(
     state_dir: Path, *, host: str = "127.0.0.1", kube_port: int = 0, stripe_port: int = 0, smtp_port: int = 0,
     public_base_url: str = "http://127.0.0.1:8080", stripe_keys: tuple[str, ...] = (DEMO_TEST_KEY, EXAMPLE_SECRET_KEY),
-    **stripe_options: object,
+    kube_backend: str = "emulator", **stripe_options: object,
 ) -> AsyncIterator[Sandbox]:
+    """The sandbox; ``kube_backend="real"`` runs the real kube-apiserver (``make realkube``) instead of the emulator."""
     await asyncio.to_thread(state_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
     stripe = StripeStandin(host, stripe_port, **stripe_options)  # type: ignore[arg-type]
     for key in stripe_keys:
         stripe.add_account(key)
-    async with (
-        KubeSandbox(host, kube_port, state_dir / "kube", auto_namespaces=True) as kube,
-        stripe,
-        SmtpSink(host, smtp_port) as smtp,
-    ):
-        await kube.apply_crds(crds.crds_dir())
+    async with _kube(kube_backend, host, kube_port, state_dir / "kube") as kube, stripe, \
+            SmtpSink(host, smtp_port) as smtp:
         sandbox = Sandbox(kube, stripe, smtp, state_dir, public_base_url)
         sandbox.write_env_file()
         yield sandbox
+
+
+@contextlib.asynccontextmanager
+async def _kube(backend: str, host: str, port: int, state_dir: Path) -> AsyncIterator[KubeSandbox | RealKube]:
+    if backend == "emulator":
+        async with KubeSandbox(host, port, state_dir, auto_namespaces=True) as emulator:
+            await emulator.apply_crds(crds.crds_dir())
+            yield emulator
+        return
+    if backend != "real":
+        raise ValueError(f"unknown Kubernetes backend {backend!r}: use one of {', '.join(KUBE_BACKENDS)}")
+    real = RealKube(state_dir, host=host, port=port)
+    await asyncio.to_thread(real.start)
+    try:
+        await real.apply_crds(crds.crds_dir())
+        yield real
+    finally:
+        await asyncio.to_thread(real.stop)

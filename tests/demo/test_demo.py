@@ -55,3 +55,20 @@ def test_demo_keep_leaves_a_cluster_kubectl_can_reach(tmp_path: Path) -> None:
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+def test_demo_on_the_real_kube_apiserver(tmp_path: Path) -> None:
+    """`fluxrate demo --kube real`: the same flow on the real kube-apiserver, etcd and controller-manager."""
+    from tests.conftest import built_realkube
+
+    built_realkube()
+    result = subprocess.run(
+        [sys.executable, "-m", "fluxrate", "demo", "--kube", "real", "--state-dir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=240,
+    )
+    output = result.stdout
+    assert result.returncode == 0, output + result.stderr
+    assert "Starting the sandbox: real kube-apiserver" in output
+    summary = output.split("Summary", 1)[1]
+    assert "inv-2026-0001  Paid" in summary
+    assert "emails sent: 2; payment links created: 2" in summary

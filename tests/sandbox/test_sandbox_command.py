@@ -15,21 +15,30 @@ import pytest
 import yaml
 
 from fluxrate.sandbox.stack import EXAMPLE_SECRET_KEY
+from tests.conftest import built_realkube
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
 
 
+@pytest.fixture(params=["emulator", "real"])
+def kube_flag(request: pytest.FixtureRequest) -> list[str]:
+    """`fluxrate sandbox` with the emulator, and with `--kube real` (the real kube-apiserver of `make realkube`)."""
+    if request.param == "real":
+        built_realkube()
+    return ["--kube", request.param]
+
+
 @pytest.fixture
-def sandbox_process(tmp_path: Path) -> Iterator[Path]:
+def sandbox_process(tmp_path: Path, kube_flag: list[str]) -> Iterator[Path]:
     state = tmp_path / "state"
     process = subprocess.Popen(
         [sys.executable, "-m", "fluxrate", "sandbox", "--state-dir", str(state), "--kube-port", "0",
-         "--stripe-port", "0", "--smtp-port", "0"],
+         "--stripe-port", "0", "--smtp-port", "0", *kube_flag],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while not (state / "sandbox.env").exists():
             assert process.poll() is None, process.stdout.read() if process.stdout else ""
             assert time.monotonic() < deadline, "sandbox did not start"
@@ -77,7 +86,7 @@ def test_kubectl_applies_gets_and_deletes_the_examples(sandbox_process: Path) ->
     assert kubectl(sandbox_process, "get", "inv", "-n", "default", "-o", "name").stdout.strip() == ""
 
 
-def test_operator_and_receiver_run_from_the_env_file(tmp_path: Path) -> None:
+def test_operator_and_receiver_run_from_the_env_file(tmp_path: Path, kube_flag: list[str]) -> None:
     """docs/sandbox.md: `. sandbox.env` then `fluxrate operator` and `fluxrate receiver` in other shells."""
     from fluxrate.sandbox.processes import free_port
 
@@ -85,12 +94,12 @@ def test_operator_and_receiver_run_from_the_env_file(tmp_path: Path) -> None:
     state = tmp_path / "state"
     sandbox = subprocess.Popen(
         [sys.executable, "-m", "fluxrate", "sandbox", "--state-dir", str(state), "--kube-port", "0",
-         "--stripe-port", "0", "--smtp-port", "0", "--public-base-url", f"http://127.0.0.1:{port}"],
+         "--stripe-port", "0", "--smtp-port", "0", "--public-base-url", f"http://127.0.0.1:{port}", *kube_flag],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     processes = [sandbox]
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while not (state / "sandbox.env").exists():
             assert time.monotonic() < deadline and sandbox.poll() is None
             time.sleep(0.1)
