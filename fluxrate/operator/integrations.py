@@ -486,18 +486,11 @@ async def disconnect_integration(obj: IntegrationObject, clients: StripeClients,
     events: list[Event] = []
     endpoint_id = obj.status.get("webhookEndpointId")
     if endpoint_id:
-        entry = clients.get(obj.namespace, obj.name)
+        entry = await _client_for_disconnect(obj, clients, kube)
         if entry is None:
-            ref = obj.spec.secret_key_ref
-            data = await kube.read_secret(obj.namespace, ref.name) or {}
-            try:
-                key = parse_secret_key(data.get(ref.key, ""), f'Secret "{ref.name}" key "{ref.key}"')
-            except KeyProblem:
-                return [Event("Warning", "EndpointNotDeleted",
-                              f"No usable key to delete webhook endpoint {endpoint_id}: delete it in the Stripe "
-                              "Dashboard.")]
-            entry, _ = await clients.for_key(obj.namespace, obj.name, key)
-            clients.adopt(obj.namespace, obj.name, entry)
+            return [Event("Warning", "EndpointNotDeleted",
+                          f"No usable key to delete webhook endpoint {endpoint_id}: delete it in the Stripe "
+                          "Dashboard.")]
         try:
             await entry.call(lambda c: c.v1.webhook_endpoints.delete_async(endpoint_id))
             events.append(Event("Normal", "EndpointDeleted", f"Deleted Stripe webhook endpoint {endpoint_id}."))
@@ -511,3 +504,24 @@ async def disconnect_integration(obj: IntegrationObject, clients: StripeClients,
     await clients.forget(obj.namespace, obj.name)
     events.append(Event("Normal", "Disconnected", f"StripeIntegration {obj.namespace}/{obj.name} disconnected."))
     return events
+
+
+async def _client_for_disconnect(
+    obj: IntegrationObject, clients: StripeClients, kube: SecretReader
+) -> IntegrationClient | None:
+    """The client of the key in the Secret now; the one this process used last only when the Secret is gone.
+
+    A cached client may hold a key rotated since (an HA standby that took over, or an unlabelled Secret changed
+    between resyncs), and Stripe refuses a revoked key: the endpoint would be left behind in Stripe.
+    """
+    ref = obj.spec.secret_key_ref
+    data = await kube.read_secret(obj.namespace, ref.name) or {}
+    try:
+        key = parse_secret_key(data.get(ref.key, ""), f'Secret "{ref.name}" key "{ref.key}"')
+    except KeyProblem:
+        return clients.get(obj.namespace, obj.name)
+    entry, _ = await clients.for_key(obj.namespace, obj.name, key)
+    replaced = clients.adopt(obj.namespace, obj.name, entry)
+    if replaced is not None:
+        await close_stripe_client(replaced.client)
+    return entry

@@ -204,6 +204,30 @@ async def test_managed_endpoint_lifecycle(
                          lambda events: any(e["reason"] == "Disconnected" for e in events))
 
 
+async def test_disconnect_deletes_the_endpoint_with_the_key_in_the_secret_now(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    """The key rotated without this operator noticing (an unlabelled Secret between resyncs; on the real server, an
+    HA standby that took over with a client of the old key), then the old key revoked: deleting the integration
+    still deletes its managed endpoint in Stripe instead of leaving it behind."""
+    account_id, old_key = stripe_standin.add_account()
+    await cluster.apply_secret(namespace, "stripe", {"secret-key": old_key}, labelled=False)
+    await cluster.create(SI, namespace, integration(managed=True))
+    await eventually(lambda: cluster.get(SI, namespace, "prod"),
+                     lambda o: bool((o.get("status") or {}).get("webhookEndpointId")))
+    new_key = stripe_standin.add_key(account_id)
+    await cluster.apply_secret(namespace, "stripe", {"secret-key": new_key}, labelled=False)
+    stripe_standin.revoke_key(old_key)
+
+    await cluster.delete(SI, namespace, "prod")
+    await eventually(lambda: cluster.get(SI, namespace, "prod"), lambda o: o is None)
+    assert _endpoints(stripe_standin, account_id) == []
+    reasons = await eventually(lambda: cluster.events(namespace, "prod"),
+                               lambda events: "Disconnected" in {e["reason"] for e in events})
+    assert "EndpointDeleted" in {e["reason"] for e in reasons}
+    assert "EndpointNotDeleted" not in {e["reason"] for e in reasons}
+
+
 async def test_endpoint_limit_gives_a_clear_condition(
     operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
 ) -> None:
