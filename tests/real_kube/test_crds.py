@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from fluxrate.sandbox.real_kube import RealKube, RealKubeUnavailable, realkube_binary
+from fluxrate.sandbox.real_kube import RealKube
 from tests.chart.conftest import CHART, VALUE_SETS, by_kind, one, render, run_helm
-from tests.conftest import real_kube_required
+from tests.conftest import built_realkube
 
 from .crd_helpers import (
     CRD_DIRS,
@@ -37,13 +37,7 @@ GO_MOD = CRD_DIRS["crds"].parent / "tests" / "kube" / "go.mod"
 @pytest.fixture(scope="module")
 def bare_kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealKube]:
     """A real kube-apiserver, etcd and controller-manager with no CRD installed, for this module alone."""
-    try:
-        binary = realkube_binary()
-    except RealKubeUnavailable as exc:
-        if real_kube_required():
-            pytest.fail(f"{exc} (FLUXRATE_REQUIRE_REAL_KUBE=1 forbids skipping)", pytrace=False)
-        pytest.skip(str(exc))
-    cluster = RealKube(tmp_path_factory.mktemp("bare-kube"), binary=binary)
+    cluster = RealKube(tmp_path_factory.mktemp("bare-kube"), binary=built_realkube())
     try:
         cluster.start()
         yield cluster
@@ -174,16 +168,17 @@ def test_the_dry_run_refuses_what_an_install_would_refuse(bare_kube: RealKube, m
 # --- what the server version must support ---------------------------------------------------------------------
 
 
-def test_the_chart_renders_for_the_tested_server_and_refuses_servers_without_ratcheting() -> None:
+def test_the_chart_renders_for_the_tested_server_and_refuses_servers_without_ratcheting(bare_kube: RealKube) -> None:
     """Chart.yaml's kubeVersion: the real server these tests run is accepted; 1.29 (validation ratcheting off,
     see Chart.yaml) is refused by helm before anything is installed."""
-    # The server is built from the k8s.io/kubernetes module tests/kube/go.mod requires (its /version says
-    # v0.0.0-master: the Makefile builds it without the version ldflags).
-    tested = re.search(r"^\s*k8s\.io/kubernetes (v[0-9.]+)$", GO_MOD.read_text(), re.MULTILINE)
-    assert tested is not None
+    # The server reports the k8s.io/kubernetes version tests/kube/go.mod requires (the Makefile stamps it).
+    required = re.search(r"^\s*k8s\.io/kubernetes (v[0-9.]+)$", GO_MOD.read_text(), re.MULTILINE)
+    assert required is not None
+    served = json.loads(kubectl_ok(bare_kube, "version", "-o", "json"))["serverVersion"]["gitVersion"]
+    assert served == required[1]
     base = ["template", "fr", str(CHART), "--set", "publicBaseUrl=https://billing.example.com"]
 
-    assert run_helm(*base, "--kube-version", tested[1]).returncode == 0
+    assert run_helm(*base, "--kube-version", served).returncode == 0
     refused = run_helm(*base, "--kube-version", "v1.29.15")
     assert refused.returncode != 0
     assert "chart requires kubeVersion" in refused.stderr
