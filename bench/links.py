@@ -5,6 +5,10 @@ The operator runs as its own process (``python -m fluxrate operator``) with the 
 (managed webhook endpoint) on a fresh stand-in account (its own rate-limit bucket). The N invoices are written
 straight into the emulator, as fast as it takes them (a GitOps sync of N manifests), and a watch on the sandbox
 API records when each is first seen Open with its link.
+
+With ``real`` (a ``RealKube``), the operator's $KUBECONFIG points at the real kube-apiserver instead: the invoices
+are POSTed to it, 32 at a time, and watched there; Kubernetes requests are read from its
+``apiserver_request_total`` metric.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from fluxrate import API_GROUP, API_VERSION
 from fluxrate.demo.flow import ROOT_EXAMPLES, apply, condition, load_documents
 from fluxrate.kube import Kube
 from fluxrate.sandbox.processes import process, wait_for
+from fluxrate.sandbox.real_kube import RealKube, collection_path
 from fluxrate.sandbox.stack import Sandbox
 
 STRIPE_TEST_RATE = 25.0  # the stand-in's (and Stripe's) test-mode limit, and the operator's default budget
@@ -44,34 +49,77 @@ def examples(stripe_key: str) -> tuple[list[Obj], Obj]:
     return setup, template
 
 
+async def apiserver_requests(real: RealKube) -> int:
+    """Requests the real API server has answered on resources (``apiserver_request_total``), leases and the
+    discovery and health endpoints left out (the control plane's own background traffic)."""
+    async with real.client() as http, http.get("/metrics") as answer:
+        text = await answer.text()
+    total = 0
+    for line in text.splitlines():
+        if line.startswith("apiserver_request_total{") and 'component="apiserver"' in line \
+                and ',resource=""' not in line and ',resource="leases"' not in line:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+async def _post_invoices(real: RealKube, docs: list[Obj], created: dict[str, float], concurrency: int = 32) -> None:
+    """POST the invoices, ``concurrency`` at a time; ``created[name]``: when the server answered."""
+    path = collection_path(f"{API_GROUP}/{API_VERSION}", "invoices", docs[0]["metadata"]["namespace"])
+    pending = iter(docs)
+
+    async def worker(http: Any) -> None:
+        for doc in pending:
+            async with http.post(path, json=doc) as answer:
+                if answer.status != 201:
+                    raise RuntimeError(f"creating {doc['metadata']['name']}: {answer.status} {await answer.text()}")
+            created[doc["metadata"]["name"]] = time.time()
+
+    async with real.client() as http:
+        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
+
+
 async def bench_links(sandbox: Sandbox, kube: Kube, state_dir: Path, count: int, *, timeout: float = 180.0,
-                      profiler: Any = None) -> dict[str, Any]:
+                      profiler: Any = None, real: RealKube | None = None) -> dict[str, Any]:
+    """``kube``: a client of the server the operator uses (the emulator, or ``real``)."""
     namespace = f"bench-links-{count}"
+    if real is not None:
+        await real.ensure_namespace(namespace)
     _, key = sandbox.stripe.add_account()
     setup, template = examples(key)
     for doc in setup:
         await apply(kube, namespace, doc)
     integration = next(d["metadata"]["name"] for d in setup if d["kind"] == "StripeIntegration")
-    env = {**sandbox.env(), "FLUXRATE_LOG_LEVEL": OPERATOR_LOG_LEVEL, "FLUXRATE_WATCH_NAMESPACES": namespace}
-    async with process("operator", ["operator"], env, state_dir / f"{namespace}.log") as operator:
+    env = {**sandbox.env(), **(real.env() if real else {}), "FLUXRATE_LOG_LEVEL": OPERATOR_LOG_LEVEL,
+           "FLUXRATE_WATCH_NAMESPACES": namespace}
+    log_name = f"{namespace}-real.log" if real else f"{namespace}.log"
+    async with process("operator", ["operator"], env, state_dir / log_name) as operator:
         await wait_for("the integration to be Ready",
                        lambda: kube.get_object("stripeintegrations", namespace, integration),
                        lambda o: (condition(o, "Ready") or {}).get("status") == "True", timeout=60)
         await asyncio.sleep(1.0)  # the managed endpoint's Secret and the Ready status settle
         stripe_before, limited_before = Counter(sandbox.stripe.request_counts), sandbox.stripe.rate_limited
-        emails_before, kube_before = len(sandbox.smtp.messages), sandbox.kube.emulator.request_count
+        emails_before = len(sandbox.smtp.messages)
+        kube_before = await apiserver_requests(real) if real else sandbox.kube.emulator.request_count
         cpu_before, rss_before = cpu_seconds(operator.pid), rss_mib(operator.pid)
         created: dict[str, float] = {}
-        async with first_seen(sandbox, namespace, is_open) as seen:
+
+        def invoice(i: int) -> Obj:
+            doc = copy.deepcopy(template)
+            doc["metadata"] = {"name": f"inv-{i:05d}", "namespace": namespace}
+            return doc
+
+        async with first_seen(real or sandbox, namespace, is_open) as seen:
             if profiler is not None:
-                await profiler("operator-links", operator.pid)
-            for i in range(count):
-                doc = copy.deepcopy(template)
-                doc["metadata"] = {"name": f"inv-{i:05d}", "namespace": namespace}
-                sandbox.kube.emulator.create_object(doc)
-                created[doc["metadata"]["name"]] = time.time()
-                if i % 50 == 49:
-                    await asyncio.sleep(0)  # let the API serve the watch while the rest are written
+                await profiler("operator-links-real" if real else "operator-links", operator.pid)
+            if real is not None:
+                await _post_invoices(real, [invoice(i) for i in range(count)], created)
+            else:
+                for i in range(count):
+                    doc = invoice(i)
+                    sandbox.kube.emulator.create_object(doc)
+                    created[doc["metadata"]["name"]] = time.time()
+                    if i % 50 == 49:
+                        await asyncio.sleep(0)  # let the API serve the watch while the rest are written
             first = min(created.values())
             await seen.wait(count, timeout)
         opened = seen.at
@@ -79,10 +127,17 @@ async def bench_links(sandbox: Sandbox, kube: Kube, state_dir: Path, count: int,
         emails = len(sandbox.smtp.messages) - emails_before
         operator_cpu = (cpu_seconds(operator.pid) or 0.0) - (cpu_before or 0.0)
         rss_after, rss_peak = rss_mib(operator.pid), peak_rss_mib(operator.pid)
-        kube_requests = sandbox.kube.emulator.request_count - kube_before
+        if real is not None:  # less the bench's own: the creates and the LIST that started its watch
+            kube_requests = await apiserver_requests(real) - kube_before - count - 1
+        else:
+            kube_requests = sandbox.kube.emulator.request_count - kube_before
 
-    uids = [o["metadata"]["uid"] for o in sandbox.kube.emulator.list_objects(f"{API_GROUP}/{API_VERSION}",
-                                                                             "invoices", namespace)]
+    if real is not None:
+        uids = [o["metadata"]["uid"] for o in await real.list_objects(f"{API_GROUP}/{API_VERSION}", "invoices",
+                                                                      namespace)]
+    else:
+        uids = [o["metadata"]["uid"] for o in sandbox.kube.emulator.list_objects(f"{API_GROUP}/{API_VERSION}",
+                                                                                 "invoices", namespace)]
     links = Counter(sandbox.stripe.links_created_by_invoice[uid] for uid in uids)
     elapsed = finished - first
     bound = count / STRIPE_TEST_RATE

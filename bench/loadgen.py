@@ -1,9 +1,9 @@
 """The load generator: its own process (``python -m bench.loadgen``), HTTP/1.1 keep-alive over loopback.
 
-One generator for every target (bare aiohttp, the receiver, the sandbox API), so ratios compare servers, not
-clients. Requests are built (and webhooks signed) before the clock starts and written to a JSON-lines file; the
-generator sends them as pre-encoded bytes on raw asyncio streams (uvloop when installed) and reads each answer's
-status line, headers and body. Two modes:
+One generator for every target (bare aiohttp, the receiver, the sandbox API, the real kube-apiserver), so ratios
+compare servers, not clients. Requests are built (and webhooks signed) before the clock starts and written to a
+JSON-lines file; the generator sends them as pre-encoded bytes on raw asyncio streams (uvloop when installed) and
+reads each answer's status line, headers and body (length-delimited or chunked). Two modes:
 
 - closed loop (``--concurrency C``): C connections, one request in flight on each: the ceiling;
 - open loop (``--rate R``): request *i* is due at ``t0 + i/R``; its latency counts from when it was due, so a
@@ -45,9 +45,19 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             length = int(value)
-        elif name.strip().lower() == b"transfer-encoding":
-            raise RuntimeError("chunked answers are not supported by the load generator")
+        elif name.strip().lower() == b"transfer-encoding" and value.strip().lower() == b"chunked":
+            return status, await read_chunked(reader)  # Go's net/http (the real kube-apiserver), bodies > 2 KiB
     return status, await reader.readexactly(length) if length else b""
+
+
+async def read_chunked(reader: asyncio.StreamReader) -> bytes:
+    body = bytearray()
+    while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+        body += await reader.readexactly(size)
+        await reader.readexactly(2)  # the chunk's CRLF
+    while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers, then the empty line
+        pass
+    return bytes(body)
 
 
 def outcome_of(status: int, body: bytes) -> str:

@@ -55,6 +55,11 @@ TARGETS = {  # issue 10: (what, comparison, bound)
     "links_429": ("answers of 429 from Stripe during it", "==", 0),
     "webhook_to_paid_p99_ms": ("webhook -> Paid p99 at 50% of (c), ms", "<", 100.0),
     "operator_rss_mib_10k": ("operator RSS with 10,000 invoices, MiB", "<", 250.0),
+    # the same targets with the real kube-apiserver in place of the emulator (issue 14)
+    "real:c/d": ("real server: receiver applying payments / kube-apiserver status patches, RPS", ">=", 0.8),
+    "real:links_of_bound": ("real server: 1000 invoices: bound (N / 25 s) / time until all Open", ">=", 0.9),
+    "real:links_429": ("real server: answers of 429 from Stripe during it", "==", 0),
+    "real:webhook_to_paid_p99_ms": ("real server: webhook -> Paid p99 at 50% of (c), ms", "<", 100.0),
 }
 
 
@@ -70,6 +75,12 @@ def _measured(data: dict[str, Any]) -> dict[str, Any]:
     if "memory" in suites:
         mixed = suites["memory"]["operator"].get("mixed") or {}
         out["operator_rss_mib_10k"] = mixed.get("rss_mib") if mixed.get("idle") else None
+    real = (data.get("real_kube") or {}).get("suites") or {}
+    if "ceiling" in real:
+        out["real:c/d"] = real["ceiling"]["ratios"]["c/d"]
+        out["real:webhook_to_paid_p99_ms"] = real["ceiling"]["latency"]["webhook_to_paid"]["p99_ms"]
+    if "links" in real:
+        out["real:links_of_bound"], out["real:links_429"] = real["links"]["of_bound"], real["links"]["stripe_429"]
     return out
 
 
@@ -108,17 +119,11 @@ def render(data: dict[str, Any]) -> str:
                      f"p95 {paid['p95_ms']} ms, p99 {paid['p99_ms']} ms, max {paid['max_ms']} ms (answer p99 "
                      f"{answer['p99_ms']} ms; unexpected outcomes {lat['unexpected']})")
     if "links" in suites:
-        r = suites["links"]
-        per = r["finalize_to_open"]
-        parts.append(f"\n== 3. Payment links: {r['invoices']} invoices finalized at once, Stripe stand-in at 25 req/s\n"
-                     f"all Open after {r['all_open_s']} s (bound {r['bound_s']} s: {r['of_bound']} of it; invoices "
-                     f"written in {r['write_s']} s); 429s {r['stripe_429']}; finalize -> Open p50 "
-                     f"{round(per['p50_ms'] / 1000, 2)} s, p99 {round(per['p99_ms'] / 1000, 2)} s; links: "
-                     f"{r['invoices_with_one_link']} invoices with one, {r['invoices_with_more_links']} with more; "
-                     f"Stripe requests {r['stripe_requests_by_kind']}; Kubernetes requests {r['kube_requests']}; "
-                     f"operator CPU {r['operator_cpu_s']} s, RSS {r['operator_rss_mib']}")
+        parts.append(_links("3. Payment links", suites["links"]))
     if "memory" in suites:
         parts.append(_memory(suites["memory"]))
+    if data.get("real_kube"):
+        parts.append(_real(data["real_kube"], suites))
     if data.get("profiles"):
         for name, summary in data["profiles"].items():
             own = ", ".join(f"{f} {p}%" for f, p in summary["own_pct"][:8])
@@ -129,6 +134,57 @@ def render(data: dict[str, Any]) -> str:
                            [[k, t["what"], t["target"], t["measured"], {True: "yes", False: "MISSED", None: "-"}[
                                t["met"]]] for k, t in data["targets"].items()]))
     parts.append(f"\ntotal {data['duration_s']} s")
+    return "\n".join(parts)
+
+
+def _links(title: str, r: dict[str, Any]) -> str:
+    per = r["finalize_to_open"]
+    return (f"\n== {title}: {r['invoices']} invoices finalized at once, Stripe stand-in at 25 req/s\n"
+            f"all Open after {r['all_open_s']} s (bound {r['bound_s']} s: {r['of_bound']} of it; invoices "
+            f"written in {r['write_s']} s); 429s {r['stripe_429']}; finalize -> Open p50 "
+            f"{round(per['p50_ms'] / 1000, 2)} s, p99 {round(per['p99_ms'] / 1000, 2)} s; links: "
+            f"{r['invoices_with_one_link']} invoices with one, {r['invoices_with_more_links']} with more; "
+            f"Stripe requests {r['stripe_requests_by_kind']}; Kubernetes requests {r['kube_requests']}; "
+            f"operator CPU {r['operator_cpu_s']} s, RSS {r['operator_rss_mib']}")
+
+
+def _real(real: dict[str, Any], emulator: dict[str, Any]) -> str:
+    """Section 5: the real kube-apiserver's figures, and beside the emulator's where both were taken."""
+    if "skipped" in real:
+        return f"\n== 5. Real kube-apiserver: skipped ({real['skipped']})"
+    parts = [f"\n== 5. Real kube-apiserver ({real['server']}; started in {real['start_s']} s)"]
+    suites = real["suites"]
+    compare: list[list[Any]] = []
+    if "ceiling" in suites:
+        ceiling = suites["ceiling"]
+        parts.append(table("5.1 Receiver ceiling on the real server: closed loop, keep-alive",
+                           ["cell", "conc", "count", "RPS", "p50_ms", "p99_ms", "outcomes", "unexpected"],
+                           [[r["cell"], r["concurrency"], r["count"], r["per_s"], r["p50_ms"], r["p99_ms"],
+                             " ".join(f"{k}:{v}" for k, v in r["outcomes"].items()), r["unexpected"]]
+                            for r in ceiling["rows"]]))
+        lat = ceiling["latency"]
+        paid = lat["webhook_to_paid"]
+        parts.append(f"c/d {ceiling['ratios']['c/d']} (invoices seeded in {ceiling['setup_s']} s); webhook -> Paid "
+                     f"at {lat['rate_per_s']}/s: {lat['paid_seen']} of {lat['deliveries']} seen Paid, p50 "
+                     f"{paid['p50_ms']} ms, p99 {paid['p99_ms']} ms, max {paid['max_ms']} ms (unexpected "
+                     f"{lat['unexpected']})")
+        emu = emulator.get("ceiling")
+        if emu:
+            by = {r["cell"][:3]: r for r in emu["rows"]}
+            for row in ceiling["rows"]:
+                compare.append([row["cell"][:3] + " RPS", by[row["cell"][:3]]["per_s"], row["per_s"]])
+            compare.append(["c/d", emu["ratios"]["c/d"], ceiling["ratios"]["c/d"]])
+            compare.append(["webhook -> Paid p99 ms", emu["latency"]["webhook_to_paid"]["p99_ms"], paid["p99_ms"]])
+    if "links" in suites:
+        links = suites["links"]
+        parts.append(_links("5.2 Payment links on the real server", links))
+        emu = emulator.get("links")
+        if emu:
+            for key in ("all_open_s", "of_bound", "stripe_429", "kube_requests", "operator_cpu_s"):
+                compare.append([f"links {key}", emu[key], links[key]])
+    if compare:
+        parts.append(table("5.3 Emulator and real kube-apiserver, this run", ["figure", "emulator", "real"],
+                           compare))
     return "\n".join(parts)
 
 

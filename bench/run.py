@@ -1,5 +1,8 @@
 """``python -m bench``: issue 10's measures on the embedded sandbox; tables on stdout, JSON in bench/results/.
 
+With the real control plane built (``make realkube``), the receiver ceiling's (c) and (d), webhook -> Paid and
+link throughput are taken again with the real kube-apiserver in place of the emulator (``--kube``).
+
 Traffic goes only to 127.0.0.1. Every loop is bounded in count and time; the full run takes a few minutes.
 """
 
@@ -18,15 +21,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.ceiling import QUICK_CEILING, CeilingSizes, bench_ceiling
+from bench.ceiling import QUICK_CEILING, CeilingSizes, bench_ceiling, bench_ceiling_real
 from bench.links import bench_links
 from bench.memory import QUICK_MEMORY, MemorySizes, bench_memory
 from bench.profile import Profiles, py_spy
 from bench.report import RESULTS, machine, render, targets, write_json
 from fluxrate.kube import Kube
-from fluxrate.sandbox.stack import running_sandbox
+from fluxrate.sandbox.real_kube import RealKubeUnavailable, realkube_binary, running_real_kube
+from fluxrate.sandbox.stack import Sandbox, running_sandbox
 
 SUITES = ("ceiling", "links", "memory")
+REAL_SUITES = ("ceiling", "links")  # memory is the emulator's only
+KUBES = ("emulator", "real", "both")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,7 +45,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="attach py-spy to each process under test; writes collapsed stacks and top functions")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--keep-state", action="store_true", help="keep the sandbox state and process logs")
+    parser.add_argument("--kube", choices=KUBES, default=None,
+                        help="which API server: the emulator, the real kube-apiserver (ceiling and links only), or "
+                             "both (default: both when the realkube binary is built, else the emulator)")
     return parser.parse_args(argv)
+
+
+def kube_choice(requested: str | None) -> tuple[set[str], str | None]:
+    """The API servers to measure, and why the real one is skipped (None when it is not)."""
+    try:
+        realkube_binary()
+    except RealKubeUnavailable as exc:
+        if requested in ("real", "both"):
+            raise SystemExit(f"--kube {requested}: {exc}") from None
+        return {"emulator"}, str(exc)
+    if requested in (None, "both"):
+        return {"emulator", "real"}, None
+    return {requested}, "--kube emulator" if requested == "emulator" else None
 
 
 def _log_to_file(path: Path) -> None:
@@ -57,6 +79,9 @@ async def run(args: argparse.Namespace, state_dir: Path) -> dict[str, Any]:
         raise SystemExit(f"unknown suites: {', '.join(sorted(unknown))}")
     if args.profile and py_spy() is None:
         raise SystemExit("--profile needs py-spy: make bench installs it (pip install -e '.[bench]')")
+    kubes, skipped = kube_choice(args.kube)
+    if skipped and "real" not in kubes:
+        print(f"real kube-apiserver figures skipped: {skipped}", flush=True)
     invoices = args.invoices or (6 if args.quick else 1000)
     profiles = Profiles(args.results_dir / f"profiles-{args.name}", seconds=2 if args.quick else 6) \
         if args.profile else None
@@ -64,26 +89,55 @@ async def run(args: argparse.Namespace, state_dir: Path) -> dict[str, Any]:
     data: dict[str, Any] = {"name": args.name, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                             "machine": machine(), "quick": args.quick, "profiled": args.profile, "suites": {}}
     async with running_sandbox(state_dir, public_base_url="http://127.0.0.1:9") as sandbox:
-        os.environ["KUBECONFIG"] = str(sandbox.kube.kubeconfig)
-        kube = await Kube.connect()
-        try:
-            if "ceiling" in suites:
-                sizes = QUICK_CEILING if args.quick else CeilingSizes()
-                data["suites"]["ceiling"] = await bench_ceiling(sandbox, kube, state_dir, sizes, profiles)
-                data["suites"]["ceiling"]["receiver_cost"] = await receiver_cost(2000 if args.quick else 20_000)
-            if "links" in suites:
-                data["suites"]["links"] = await bench_links(sandbox, kube, state_dir, invoices, profiler=profiles)
-            if "memory" in suites:
-                data["suites"]["memory"] = await bench_memory(sandbox, kube, state_dir,
-                                                              QUICK_MEMORY if args.quick else MemorySizes())
-        finally:
-            await kube.close()
+        if "emulator" in kubes:
+            os.environ["KUBECONFIG"] = str(sandbox.kube.kubeconfig)
+            kube = await Kube.connect()
+            try:
+                if "ceiling" in suites:
+                    sizes = QUICK_CEILING if args.quick else CeilingSizes()
+                    data["suites"]["ceiling"] = await bench_ceiling(sandbox, kube, state_dir, sizes, profiles)
+                    data["suites"]["ceiling"]["receiver_cost"] = await receiver_cost(2000 if args.quick else 20_000)
+                if "links" in suites:
+                    data["suites"]["links"] = await bench_links(sandbox, kube, state_dir, invoices, profiler=profiles)
+                if "memory" in suites:
+                    data["suites"]["memory"] = await bench_memory(sandbox, kube, state_dir,
+                                                                  QUICK_MEMORY if args.quick else MemorySizes())
+            finally:
+                await kube.close()
+        if "real" in kubes and set(suites) & set(REAL_SUITES):
+            data["real_kube"] = await run_real(args, sandbox, state_dir, suites, invoices, profiles)
+        elif skipped:
+            data["real_kube"] = {"skipped": skipped}
     if profiles is not None:
         await profiles.wait()
         data["profiles"] = profiles.summaries
     data["targets"] = targets(data)
     data["duration_s"] = round(time.perf_counter() - started, 1)
     return data
+
+
+async def run_real(args: argparse.Namespace, sandbox: Sandbox, state_dir: Path, suites: list[str], invoices: int,
+                   profiles: Profiles | None) -> dict[str, Any]:
+    """The ceiling's (c), (d), webhook -> Paid, and link throughput with the real kube-apiserver (the sandbox still
+    serves Stripe and SMTP). Started after the emulator's measures, so it does not share the cores with them."""
+    out: dict[str, Any] = {"server": "kube-apiserver, etcd, kube-controller-manager (k8s.io/kubernetes v1.34.4, "
+                                     "fluxrate.sandbox.real_kube)", "suites": {}}
+    started = time.perf_counter()
+    async with running_real_kube(state_dir / "realkube") as real:
+        out["start_s"] = round(time.perf_counter() - started, 1)
+        os.environ["KUBECONFIG"] = str(real.kubeconfig)
+        kube = await Kube.connect()
+        try:
+            if "ceiling" in suites:
+                sizes = QUICK_CEILING if args.quick else CeilingSizes()
+                out["suites"]["ceiling"] = await bench_ceiling_real(sandbox, real, kube, state_dir, sizes, profiles)
+            if "links" in suites:
+                out["suites"]["links"] = await bench_links(sandbox, kube, state_dir, invoices, profiler=profiles,
+                                                           real=real)
+        finally:
+            await kube.close()
+            os.environ["KUBECONFIG"] = str(sandbox.kube.kubeconfig)
+    return out
 
 
 async def receiver_cost(count: int) -> dict[str, Any]:

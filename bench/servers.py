@@ -22,11 +22,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextlib.asynccontextmanager
-async def receiver_process(sandbox: Sandbox, state_dir: Path, name: str = "receiver") -> AsyncIterator[tuple[str, int]]:
-    """The receiver as in production (INFO: one log line per delivery). Yields (base URL, pid)."""
+async def receiver_process(sandbox: Sandbox, state_dir: Path, name: str = "receiver",
+                           kube_env: dict[str, str] | None = None) -> AsyncIterator[tuple[str, int]]:
+    """The receiver as in production (INFO: one log line per delivery). Yields (base URL, pid).
+
+    ``kube_env`` (``RealKube.env()``) points it at another API server than the sandbox's emulator."""
     port = free_port()
-    env = {**sandbox.env(), "FLUXRATE_RECEIVER_HOST": "127.0.0.1", "FLUXRATE_RECEIVER_PORT": str(port),
-           "FLUXRATE_RECEIVER_LOG_LEVEL": "INFO"}
+    env = {**sandbox.env(), **(kube_env or {}), "FLUXRATE_RECEIVER_HOST": "127.0.0.1",
+           "FLUXRATE_RECEIVER_PORT": str(port), "FLUXRATE_RECEIVER_LOG_LEVEL": "INFO"}
     async with process(name, ["receiver"], env, state_dir / f"{name}.log") as proc:
         base = f"http://127.0.0.1:{port}"
         await wait_for(f"the {name} to be ready", lambda: _ready(base), lambda status: status == 200)

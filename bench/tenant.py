@@ -6,14 +6,17 @@ invoices with ``amountDue`` and a payment link id. The operator is not needed fo
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from fluxrate import API_GROUP, API_VERSION
 from fluxrate.kube import Kube
 from fluxrate.models import InvoiceSpec, amount_due
 from fluxrate.operator.payment_links import link_metadata
+from fluxrate.sandbox.real_kube import RealKube, collection_path
 from fluxrate.sandbox.stack import Sandbox
 
 INTEGRATION = "bench-stripe"
@@ -85,3 +88,47 @@ def seed_open_invoices(sandbox: Sandbox, tenant: Tenant, prefix: str, count: int
         out.append(OpenInvoice(name, created["metadata"]["uid"],
                                link_metadata(tenant.namespace, name, created["metadata"]["uid"], spec)))
     return out
+
+
+async def seed_open_invoices_real(real: RealKube, tenant: Tenant, prefix: str, count: int,
+                                  concurrency: int = 32) -> tuple[list[OpenInvoice], dict[str, dict[str, Any]]]:
+    """``seed_open_invoices`` on the real API server: each invoice created, then its status written (the
+    status subresource ignores a created object's status), ``concurrency`` at a time over HTTP. Returns the
+    invoices and each one's object as the status write left it (its resourceVersion, for ``status_patch_request``).
+    """
+    api_version = f"{API_GROUP}/{API_VERSION}"
+    path = collection_path(api_version, "invoices", tenant.namespace)
+    slots: list[OpenInvoice | None] = [None] * count
+    objects: dict[str, dict[str, Any]] = {}
+    next_index = 0
+
+    async def one(http: Any, i: int) -> None:
+        name = f"{prefix}-{i:05d}"
+        spec = invoice_spec(name, tenant.integration)
+        body = {"apiVersion": api_version, "kind": "Invoice",
+                "metadata": {"name": name, "namespace": tenant.namespace}, "spec": spec.to_k8s()}
+        async with http.post(path, json=body) as answer:
+            if answer.status != 201:
+                raise RuntimeError(f"creating {name}: {answer.status} {await answer.text()}")
+            created = await answer.json()
+        link_id = "plink_bench" + secrets.token_hex(8)
+        status = {"status": {"phase": "Open", "amountDue": amount_due(spec).to_k8s(),
+                             "paymentLink": {"id": link_id, "url": f"https://buy.stripe.com/test_{link_id}",
+                                             "active": True}}}
+        async with http.patch(f"{path}/{name}/status", json=status,
+                              headers={"Content-Type": "application/merge-patch+json"}) as answer:
+            if answer.status != 200:
+                raise RuntimeError(f"writing {name}'s status: {answer.status} {await answer.text()}")
+            objects[name] = await answer.json()
+        uid = created["metadata"]["uid"]
+        slots[i] = OpenInvoice(name, uid, link_metadata(tenant.namespace, name, uid, spec))
+
+    async def worker(http: Any) -> None:
+        nonlocal next_index
+        while next_index < count:
+            i, next_index = next_index, next_index + 1
+            await one(http, i)
+
+    async with real.client() as http:
+        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
+    return [inv for inv in slots if inv is not None], objects

@@ -1,4 +1,5 @@
-"""When a watch on the sandbox API first saw each invoice in a given state (the user-visible moment)."""
+"""When a watch on the sandbox API (or the real kube-apiserver) first saw each invoice in a given state (the
+user-visible moment)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fluxrate import API_GROUP, API_VERSION
+from fluxrate.sandbox.real_kube import RealKube
 from fluxrate.sandbox.stack import Sandbox
 
 Obj = dict[str, Any]
@@ -46,15 +48,24 @@ class FirstSeen:
 
 
 @contextlib.asynccontextmanager
-async def first_seen(sandbox: Sandbox, namespace: str, check: Callable[[Obj], bool]) -> AsyncIterator[FirstSeen]:
+async def first_seen(server: Sandbox | RealKube, namespace: str,
+                     check: Callable[[Obj], bool]) -> AsyncIterator[FirstSeen]:
     """Watch the namespace's invoices from now on; record each one the first time ``check`` holds for it."""
     seen = FirstSeen()
-    since = sandbox.kube.emulator.resource_version
     path = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/invoices"
+    if isinstance(server, RealKube):
+        client = server.client
+        listed = await server.request("GET", f"{path}?limit=1")
+        since = listed["metadata"]["resourceVersion"]
+    else:
+        client = server.kube.client
+        since = server.kube.emulator.resource_version
 
     async def watch() -> None:
         params = {"watch": "true", "resourceVersion": str(since), "timeoutSeconds": "900"}
-        async with sandbox.kube.client() as http, http.get(path, params=params) as answer:
+        async with client() as http, http.get(path, params=params) as answer:
+            if answer.status != 200:
+                raise RuntimeError(f"watch on {path}: {answer.status} {await answer.text()}")
             async for line in answer.content:
                 obj = json.loads(line).get("object") or {}
                 if obj.get("kind") == "Invoice" and check(obj):
