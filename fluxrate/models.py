@@ -113,19 +113,37 @@ class DeliveryCounts(_Model):
     error: int = 0
 
 
+ApiVersionString = Annotated[str, StringConstraints(max_length=64)]
+
+
 class Delivery(_Model):
     event_id: str | None = None
     type: str | None = None
     outcome: Outcome
     invoice: str | None = None
     reason: str | None = None
+    api_version: ApiVersionString | None = None
     time: Timestamp
+
+
+class ApiVersionSeen(_Model):
+    api_version: ApiVersionString
+    readable: bool
+    count: int = 0
+    last_seen: Timestamp | None = None
 
 
 class Deliveries(_Model):
     counts: DeliveryCounts = Field(default_factory=DeliveryCounts)
     last_delivery_time: Timestamp | None = None
     recent: Annotated[list[Delivery], Field(max_length=50)] = Field(default_factory=list)
+    api_versions: Annotated[list[ApiVersionSeen], Field(max_length=8)] = Field(default_factory=list)
+
+
+class RetiringWebhookEndpoint(_Model):
+    id: str
+    api_version: ApiVersionString | None = None
+    since: Timestamp
 
 
 class StripeIntegrationStatus(_Model):
@@ -134,6 +152,8 @@ class StripeIntegrationStatus(_Model):
     account_id: str | None = None
     webhook_url: str | None = Field(default=None, alias="webhookURL")
     webhook_endpoint_id: str | None = None
+    webhook_endpoint_api_version: ApiVersionString | None = None
+    retiring_webhook_endpoint: RetiringWebhookEndpoint | None = None
     webhook_secret_name: str | None = None
     deliveries: Deliveries | None = None
     conditions: list[Condition] = Field(default_factory=list)
@@ -199,11 +219,25 @@ class AmountDue(_Model):
     display: str
 
 
+LinkReason = Literal["Finalized", "PaymentFailed", "LinkDeactivated"]
+MAX_PAYMENT_LINKS = 20  # the first link and up to 19 replacements
+
+
 class PaymentLinkRef(_Model):
-    id: str
-    url: str
+    id: Annotated[str, StringConstraints(max_length=255)]
+    url: Annotated[str, StringConstraints(max_length=2048)]
     active: bool | None = None
     created_at: Timestamp | None = None
+    attempt: Annotated[int, Field(ge=1, le=MAX_PAYMENT_LINKS)] | None = None
+    reason: LinkReason | None = None
+    checked_error: Annotated[str, StringConstraints(max_length=255)] | None = None
+
+
+class LinkRequest(_Model):
+    attempt: Annotated[int, Field(ge=1, le=MAX_PAYMENT_LINKS)] | None = None
+    reason: LinkReason | None = None
+    replaces_link_id: Annotated[str, StringConstraints(max_length=255)] | None = None
+    requested_at: Timestamp | None = None
 
 
 class Notification(_Model):
@@ -236,6 +270,8 @@ class PaymentError(_Model):
     event_id: str | None = None
     event_type: str | None = None
     at: Timestamp | None = None
+    provider_payment_id: Annotated[str, StringConstraints(max_length=255)] | None = None
+    checkout_session_id: Annotated[str, StringConstraints(max_length=255)] | None = None
 
 
 class InvoiceStatus(_Model):
@@ -243,6 +279,8 @@ class InvoiceStatus(_Model):
     observed_generation: int | None = None
     amount_due: AmountDue | None = None
     payment_link: PaymentLinkRef | None = None
+    payment_links: Annotated[list[PaymentLinkRef], Field(max_length=MAX_PAYMENT_LINKS)] = Field(default_factory=list)
+    link_request: LinkRequest | None = None
     notification: Notification | None = None
     payment: Payment | None = None
     pending_payment: PendingPayment | None = None

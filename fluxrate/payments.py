@@ -1,6 +1,11 @@
 """What a Stripe payment report means for an invoice: one code path for webhooks and reconciliation.
 
-``report_from_event`` reads a Stripe event (or a Checkout Session found by polling) into a ``PaymentReport``;
+``report_from_event`` reads a Stripe event (or a Checkout Session found by polling) into a ``PaymentReport``, in
+every shape fluxrate's events have had since API version 2020-08-27 (``fluxrate.api_versions``): before
+2025-03-31.basil an invoice names its PaymentIntent in ``invoice.payment_intent``; from basil on that field is gone
+and the payments are InvoicePayment objects (``invoice.payments.data[].payment.payment_intent`` when the list is
+included, and the ``invoice_payment.paid`` event). An invoice event never reports the ``in_...`` id as the payment;
+when it names no PaymentIntent the report carries none, and ``decide`` does not take it for a second payment.
 ``decide`` computes the invoice status change from the latest invoice and the report (pure);
 ``apply_report`` writes it with optimistic concurrency.
 """
@@ -22,8 +27,10 @@ Kind = Literal["succeeded", "pending", "failed"]
 Outcome = Literal["applied", "duplicate", "ignored", "unmatched"]
 PROCESSED_EVENTS_LIMIT = 64
 
-# The event types fluxrate acts on are exactly the ones a managed endpoint subscribes to.
-HANDLED_TYPES = frozenset(DEFAULT_ENABLED_EVENTS)
+# The event types fluxrate acts on: the ones a managed endpoint subscribes to, and ``invoice_payment.paid`` (API
+# 2025-03-31.basil and later) for hand-made endpoints that subscribe to it.
+INVOICE_PAYMENT_PAID = "invoice_payment.paid"
+HANDLED_TYPES = frozenset((*DEFAULT_ENABLED_EVENTS, INVOICE_PAYMENT_PAID))
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class PaymentReport:
     livemode: bool | None = None
     error_message: str | None = None
     error_code: str | None = None
+    stripe_invoice_id: str | None = None  # the Stripe invoice (in_...) of invoice events; never a payment id
 
 
 @dataclass
@@ -112,12 +120,49 @@ def report_from_object(
                                  **common, **{**intent, "amount_minor": _int(obj.get("amount"))})
         return None
     if event_type in ("invoice.payment_succeeded", "invoice.payment_failed"):
-        payment = {"provider_payment_id": _object_id(obj.get("payment_intent")) or object_id,
-                   "amount_minor": _int(obj.get("amount_paid")) if event_type.endswith("succeeded")
-                   else _int(obj.get("amount_due"))}
-        if event_type == "invoice.payment_succeeded":
+        succeeded = event_type == "invoice.payment_succeeded"
+        payment = {"provider_payment_id": invoice_payment_intent(obj, paid=succeeded),
+                   "stripe_invoice_id": object_id,
+                   "amount_minor": _int(obj.get("amount_paid")) if succeeded else _int(obj.get("amount_due"))}
+        if succeeded:
             return PaymentReport(kind="succeeded", **common, **payment)
         return PaymentReport(kind="failed", error_message="The invoice payment failed.", **common, **payment)
+    if event_type == INVOICE_PAYMENT_PAID:
+        # An InvoicePayment has no metadata: its invoice is found only through the invoice's own events.
+        return PaymentReport(kind="succeeded", **common, provider_payment_id=_payment_id(obj.get("payment")),
+                             stripe_invoice_id=_object_id(obj.get("invoice")),
+                             amount_minor=_int(obj.get("amount_paid")))
+    return None
+
+
+def _payment_id(payment: Any) -> str | None:
+    """The PaymentIntent (else the Charge) of an InvoicePayment's ``payment`` hash."""
+    if not isinstance(payment, Mapping):
+        return None
+    return _object_id(payment.get("payment_intent")) or _object_id(payment.get("charge"))
+
+
+def invoice_payment_intent(invoice: Mapping[str, Any], *, paid: bool = True) -> str | None:
+    """The PaymentIntent an invoice was paid (or attempted) with, in either shape; None when it names none.
+
+    Before 2025-03-31.basil: ``payment_intent`` (an id or an expanded object). From basil on: the InvoicePayment
+    objects in ``payments.data`` (included only when expanded: a webhook's invoice usually has no ``payments``);
+    for a success the paid one, else the newest.
+    """
+    legacy = _object_id(invoice.get("payment_intent"))
+    if legacy:
+        return legacy
+    payments = invoice.get("payments")
+    items = payments.get("data") if isinstance(payments, Mapping) else None
+    if not isinstance(items, list):
+        return None
+    candidates = [p for p in items if isinstance(p, Mapping)]
+    if paid:
+        candidates = [p for p in candidates if p.get("status") == "paid"] or candidates
+    for item in candidates:
+        found = _payment_id(item.get("payment"))
+        if found:
+            return found
     return None
 
 
@@ -141,6 +186,11 @@ def _remember(status: Mapping[str, Any], event_id: str) -> list[str]:
     return [*processed, event_id][-PROCESSED_EVENTS_LIMIT:]
 
 
+def _unidentified(payment: Mapping[str, Any]) -> bool:
+    """A payment recorded from an event that named no payment (its id is the event's)."""
+    return bool(payment.get("eventId")) and payment.get("providerPaymentId") == payment.get("eventId")
+
+
 def decide(invoice: Mapping[str, Any], report: PaymentReport, moment: dt.datetime | None = None) -> Decision:
     """The status change ``report`` makes to ``invoice`` (the latest object), and the Events to post."""
     moment = moment or cond.now()
@@ -156,6 +206,17 @@ def decide(invoice: Mapping[str, Any], report: PaymentReport, moment: dt.datetim
         if phase == "Paid":
             if payment.get("providerPaymentId") in (report.provider_payment_id, report.checkout_session_id):
                 return Decision("duplicate", f"payment {payment.get('providerPaymentId')} is already recorded")
+            if report.provider_payment_id is None:
+                # An invoice event of API 2025-03-31.basil or later names no PaymentIntent: it cannot tell another
+                # payment, and every payment through a link also sends events that name theirs.
+                return Decision("duplicate", f"the invoice is already paid; {report.event_type} names no "
+                                "PaymentIntent, so it is not taken for a second payment",
+                                changes={"processedEvents": _remember(status, report.event_id)})
+            if _unidentified(payment):
+                # Recorded from an event that named no payment: this is the payment it was.
+                record = {**payment, "providerPaymentId": report.provider_payment_id}
+                return Decision("duplicate", f"the recorded payment is {report.provider_payment_id}",
+                                changes={"payment": record, "processedEvents": _remember(status, report.event_id)})
             message = (
                 f"Invoice already paid by {payment.get('providerPaymentId')}, but Stripe reports another payment "
                 f"{report.provider_payment_id} ({report.event_id}): check it in the Stripe Dashboard and refund it."
@@ -205,6 +266,12 @@ def decide(invoice: Mapping[str, Any], report: PaymentReport, moment: dt.datetim
 
     if phase == "Paid":
         return Decision("ignored", f"{report.event_type} after the invoice was paid")
+    failed = status.get("lastPaymentError") or {}
+    if report.kind == "pending" and report.provider_payment_id and \
+            failed.get("providerPaymentId") == report.provider_payment_id:
+        # delivered after its own failure (events arrive in any order): that payment is not pending any more
+        return Decision("applied", "a delayed payment that already failed",
+                        changes={"processedEvents": _remember(status, report.event_id)})
     if report.kind == "pending":
         changes = {
             "pendingPayment": {"checkoutSessionId": report.checkout_session_id, "eventId": report.event_id,
@@ -215,7 +282,10 @@ def decide(invoice: Mapping[str, Any], report: PaymentReport, moment: dt.datetim
                         events=[("Normal", "PaymentPending", "The customer paid with a delayed method; awaiting it.")])
     changes = {
         "lastPaymentError": {"message": report.error_message, "code": report.error_code,
-                             "eventId": report.event_id, "eventType": report.event_type, "at": _timestamp(moment)},
+                             "eventId": report.event_id, "eventType": report.event_type, "at": _timestamp(moment),
+                             # which payment failed: the operator renews a link this failure used up
+                             "providerPaymentId": report.provider_payment_id,
+                             "checkoutSessionId": report.checkout_session_id},
         "pendingPayment": None,
         "processedEvents": _remember(status, report.event_id),
     }

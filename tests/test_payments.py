@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from fluxrate import api_versions
 from fluxrate.payments import decide, match_problem, report_from_event
 
 T = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
@@ -129,3 +130,133 @@ def test_match_refuses_another_integration_or_object() -> None:
     replaced["metadata"]["uid"] = "uid-2"
     assert "not the one" in match_problem(replaced, report, "team-a", "prod")
     assert "another namespace" in match_problem(invoice(), report, "team-b", "prod")
+
+
+# --- API versions: every shape fluxrate's events have had since 2020-08-27 ------------------------------------
+
+PRE_BASIL, BASIL, SDK = "2024-06-20", "2025-03-31.basil", api_versions.SDK_VERSION
+
+
+def versioned(type_: str, obj: dict[str, Any], version: str, event_id: str = "evt_1") -> dict[str, Any]:
+    return {**event(type_, obj, event_id), "api_version": version}
+
+
+def legacy_invoice(**fields: Any) -> dict[str, Any]:
+    """An invoice as API versions before 2025-03-31.basil render it: it names its PaymentIntent."""
+    return {"id": "in_1", "object": "invoice", "amount_due": 23650, "amount_paid": 23650, "currency": "usd",
+            "metadata": META, "status": "paid", "paid": True, "payment_intent": "pi_1", "charge": "ch_1",
+            "subscription": None, **fields}
+
+
+def basil_invoice(**fields: Any) -> dict[str, Any]:
+    """From 2025-03-31.basil on: no payment_intent, charge or paid; payments only when expanded."""
+    return {"id": "in_1", "object": "invoice", "amount_due": 23650, "amount_paid": 23650, "currency": "usd",
+            "metadata": META, "status": "paid", "parent": None, **fields}
+
+
+def invoice_payment(**fields: Any) -> dict[str, Any]:
+    """Stripe's InvoicePayment (the invoice_payment.paid event's object): no metadata."""
+    return {"id": "inpay_1", "object": "invoice_payment", "amount_paid": 23650, "amount_requested": 23650,
+            "created": 1391288554, "currency": "usd", "invoice": "in_1", "is_default": True, "livemode": False,
+            "payment": {"type": "payment_intent", "payment_intent": "pi_1"}, "status": "paid",
+            "status_transitions": {"canceled_at": None, "paid_at": 1391288554}, **fields}
+
+
+EXPANDED_PAYMENTS = {"object": "list", "has_more": False, "url": "/v1/invoice_payments",
+                     "data": [invoice_payment(id="inpay_0", status="canceled",
+                                              payment={"type": "payment_intent", "payment_intent": "pi_0"}),
+                              invoice_payment()]}
+
+
+@pytest.mark.parametrize(
+    ("version", "type_", "obj", "kind", "payment_id", "amount"),
+    [
+        *[(v, "checkout.session.completed", session(), "succeeded", "pi_1", 23650) for v in (PRE_BASIL, BASIL, SDK)],
+        *[(v, "payment_intent.succeeded", intent(), "succeeded", "pi_1", 23650) for v in (PRE_BASIL, BASIL, SDK)],
+        ("2020-08-27", "invoice.payment_succeeded", legacy_invoice(), "succeeded", "pi_1", 23650),
+        (PRE_BASIL, "invoice.payment_succeeded", legacy_invoice(), "succeeded", "pi_1", 23650),
+        (PRE_BASIL, "invoice.payment_succeeded", legacy_invoice(payment_intent={"id": "pi_1"}), "succeeded", "pi_1",
+         23650),
+        (PRE_BASIL, "invoice.payment_failed", legacy_invoice(amount_paid=0, paid=False, status="open"), "failed",
+         "pi_1", 23650),
+        (BASIL, "invoice.payment_succeeded", basil_invoice(), "succeeded", None, 23650),
+        (BASIL, "invoice.payment_succeeded", basil_invoice(payments=EXPANDED_PAYMENTS), "succeeded", "pi_1", 23650),
+        (BASIL, "invoice.payment_failed", basil_invoice(amount_paid=0, status="open"), "failed", None, 23650),
+        (BASIL, "invoice_payment.paid", invoice_payment(), "succeeded", "pi_1", 23650),
+        (SDK, "invoice.payment_succeeded", basil_invoice(), "succeeded", None, 23650),
+        (SDK, "invoice_payment.paid", invoice_payment(), "succeeded", "pi_1", 23650),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_every_version_reads_to_the_payment_intent_never_the_invoice_id(
+    version: str, type_: str, obj: dict[str, Any], kind: str, payment_id: str | None, amount: int
+) -> None:
+    report = report_from_event(versioned(type_, obj, version))
+    assert report is not None and api_versions.readable(version)
+    assert (report.kind, report.provider_payment_id, report.amount_minor) == (kind, payment_id, amount)
+    assert report.provider_payment_id != "in_1"
+    if type_.startswith("invoice"):
+        assert report.stripe_invoice_id == "in_1"
+
+
+def test_an_invoice_payment_has_no_metadata_so_it_names_no_fluxrate_invoice() -> None:
+    report = report_from_event(versioned("invoice_payment.paid", invoice_payment(), BASIL))
+    assert report is not None and report.invoice_id is None
+
+
+@pytest.mark.parametrize("version", [PRE_BASIL, BASIL, SDK])
+def test_checkout_then_invoice_event_of_one_payment_is_no_second_payment(version: str) -> None:
+    invoice_obj = legacy_invoice() if version == PRE_BASIL else basil_invoice()
+    paid = decide(invoice(), report_from_event(versioned("checkout.session.completed", session(), version)), T)
+    after = invoice(**paid.changes)
+    decision = decide(after, report_from_event(versioned("invoice.payment_succeeded", invoice_obj, version, "evt_2")),
+                      T)
+    assert decision.outcome == "duplicate"
+    assert not [e for e in decision.events if e[1] == "SecondPayment"]
+
+
+def test_a_basil_invoice_event_first_records_the_payment_that_the_next_event_names() -> None:
+    first = decide(invoice(), report_from_event(versioned("invoice.payment_succeeded", basil_invoice(), BASIL)), T)
+    assert first.outcome == "applied" and first.changes["payment"]["providerPaymentId"] == "evt_1"
+    named = decide(invoice(**first.changes),
+                   report_from_event(versioned("payment_intent.succeeded", intent(), BASIL, "evt_2")), T)
+    assert named.outcome == "duplicate" and not named.events
+    assert named.changes["payment"]["providerPaymentId"] == "pi_1"
+    # a really different payment afterwards is still caught
+    other = decide(invoice(**{**first.changes, **named.changes}),
+                   report_from_event(versioned("payment_intent.succeeded", {**intent(), "id": "pi_2"}, BASIL, "evt_3")),
+                   T)
+    assert [e[1] for e in other.events] == ["SecondPayment"]
+
+
+@pytest.mark.parametrize(
+    ("version", "readable"),
+    [
+        ("2020-08-27", True), ("2022-11-15", True), (PRE_BASIL, True), ("2024-09-30.acacia", True), (BASIL, True),
+        ("2025-09-30.clover", True), (SDK, True),
+        ("2019-12-03", False), ("2017-08-15", False), ("not-a-version", False), ("2025-02-30.basil", False),
+    ],
+)
+def test_readable_versions(version: str, readable: bool) -> None:
+    assert api_versions.readable(version) is readable
+
+
+def test_later_versions_of_the_sdks_release_are_readable_a_later_release_is_not() -> None:
+    sdk = "2026-10-28.endive"
+    assert api_versions.readable("2026-12-16.endive", sdk)
+    assert not api_versions.readable("2027-03-31.fig", sdk)
+    assert api_versions.readable("2026-08-26.dahlia", sdk)
+
+
+def test_version_condition_names_the_fix() -> None:
+    now = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+    seen = [{"apiVersion": "2019-12-03", "readable": False, "count": 3, "lastSeen": "2026-11-27T11:00:00Z"},
+            {"apiVersion": BASIL, "readable": True, "count": 9, "lastSeen": "2026-11-26T11:00:00Z"}]
+    hand_made = api_versions.condition(seen, managed=False, url="https://x/api", now=now)
+    assert (hand_made.status, hand_made.reason) == ("False", "UnreadableApiVersion")
+    assert f"--api-version {api_versions.SDK_VERSION}" in hand_made.message and "managed: true" in hand_made.message
+    managed = api_versions.condition(seen, managed=True, now=now)
+    assert "nothing to do" in managed.message
+    later = api_versions.condition(seen, managed=False, now=now + dt.timedelta(days=2))
+    assert (later.status, later.reason) == ("True", "Readable") and BASIL in later.message
+    assert api_versions.condition([], managed=False, now=now) is None

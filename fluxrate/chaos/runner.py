@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fluxrate.chaos import finalization, hostile, storms, tenancy
+from fluxrate.chaos import finalization, hostile, renewal, storms, tenancy
 from fluxrate.chaos.hygiene import secret_hygiene
 from fluxrate.chaos.outcome import SIZES, Outcome, Size
 from fluxrate.chaos.report import record, table, write_json
@@ -41,6 +41,8 @@ SCENARIOS: tuple[Scenario, ...] = (
              finalization.stripe_faults, 900),
     Scenario("operator-crash", "Operator SIGKILLed at random moments during finalization",
              finalization.operator_crash, 900),
+    Scenario("link-renewal", "Failed bank debits renewed while the operator is SIGKILLed at random moments",
+             renewal.link_renewal, 600),
     Scenario("receiver-crash", "Receiver SIGKILLed mid-request, restarted", storms.receiver_crash, 600),
     Scenario("hostile", "Hostile input (hypothesis-generated requests)", hostile.hostile_input, 1200),
     Scenario("cross-tenant", "Cross-tenant signatures", tenancy.cross_tenant, 300),

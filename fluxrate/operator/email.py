@@ -20,11 +20,23 @@ def message_id(link_id: str, invoice_uid: str) -> str:
     return f"<{link_id}.{invoice_uid}@fluxrate.invoice>"
 
 
+# What the customer is told when a link replaces an earlier one (``status.paymentLink.reason``).
+RENEWAL_NOTES = {
+    "PaymentFailed": "Your last payment attempt for this invoice did not go through, and the link you used can no "
+                     "longer be paid. Nothing was charged for it. Please pay with the new link below.",
+    "LinkDeactivated": "The payment link we sent you earlier for this invoice no longer works. Please pay with the "
+                       "new link below.",
+}
+
+
 def build_invoice_email(
     *, name: str, uid: str, spec: InvoiceSpec, link_id: str, link_url: str, from_address: str,
+    replaces_because: str | None = None,
 ) -> EmailMessage:
+    """The email for one payment link; ``replaces_because`` (a link's reason) when it replaces an earlier one."""
     total = money.format_minor(spec.total_minor(), spec.currency)
     greeting = f"Hello {spec.customer.name}," if spec.customer.name else "Hello,"
+    note = RENEWAL_NOTES.get(replaces_because or "", "")
     lines = [
         (item.description, item.quantity,
          money.format_minor(money.to_minor(item.unit_amount, spec.currency) * item.quantity, spec.currency))
@@ -33,7 +45,7 @@ def build_invoice_email(
     due = f"Due date: {spec.due_date.isoformat()}\n" if spec.due_date else ""
     memo = f"\n{spec.memo}\n" if spec.memo else ""
     text = (
-        f"{greeting}\n\nInvoice {name} for {total} is ready.\n\n"
+        f"{greeting}\n\n" + (f"{note}\n\n" if note else "") + f"Invoice {name} for {total} is ready.\n\n"
         + "".join(f"  {quantity} x {description}: {amount}\n" for description, quantity, amount in lines)
         + f"\nTotal: {total}\n{due}{memo}\nPay securely with Stripe:\n{link_url}\n"
     )
@@ -43,7 +55,9 @@ def build_invoice_email(
         for description, quantity, amount in lines
     )
     html_body = (
-        f"<html><body><p>{html.escape(greeting)}</p><p>Invoice <b>{html.escape(name)}</b> for "
+        f"<html><body><p>{html.escape(greeting)}</p>"
+        + (f"<p>{html.escape(note)}</p>" if note else "")
+        + f"<p>Invoice <b>{html.escape(name)}</b> for "
         f"<b>{html.escape(total)}</b> is ready.</p><table>{rows}"
         f"<tr><td><b>Total</b></td><td style='text-align:right'><b>{html.escape(total)}</b></td></tr></table>"
         + (f"<p>Due date: {spec.due_date.isoformat()}</p>" if spec.due_date else "")
@@ -54,7 +68,7 @@ def build_invoice_email(
     message = EmailMessage()
     message["From"] = from_address
     message["To"] = formataddr((spec.customer.name or "", spec.customer.email))
-    message["Subject"] = f"Invoice {name}: {total} due"
+    message["Subject"] = f"Invoice {name}: {'new payment link, ' if note else ''}{total} due"
     message["Date"] = formatdate(localtime=False, usegmt=True)
     message["Message-ID"] = message_id(link_id, uid)
     message.set_content(text)

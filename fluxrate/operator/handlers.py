@@ -30,6 +30,7 @@ INVOICES = (API_GROUP, API_VERSION, "invoices")
 SECRETS = ("", "v1", "secrets")
 PEERINGS = (("kopf.dev", "clusterkopfpeerings"), ("kopf.dev", "kopfpeerings"))
 RECONCILE_CONCURRENCY = 16  # invoices one integration's daemon reconciles at once (Stripe's limiter still rules)
+RENEW_ATTEMPTS = 4  # tries of a link renewal within one invoice event (Stripe unavailable), then reconciliation
 RECONCILE_ERROR_DELAY = 60.0  # before an invoice whose reconciliation raised is tried again (kopf's timer default)
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         obj = integration_object(body)
         async with runtime.lock("integration", obj.namespace, obj.name):
             outcome = await integrations.reconcile_integration(
-                obj, runtime.kube, runtime.clients, runtime.config.public_base_url, runtime.config.retry_delay
+                obj, runtime.kube, runtime.clients, runtime.config.public_base_url, runtime.config.retry_delay,
+                endpoint_overlap=runtime.config.endpoint_overlap,
             )
         apply_outcome(body, patch, outcome)
         return outcome
@@ -251,8 +253,13 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         reconciled = type != "DELETED" and not meta.get("deletionTimestamp") and needs_reconciliation(status)
         first_at = asyncio.get_running_loop().time() + invoices.jitter_delay(config.reconcile_interval, meta["name"])
         runtime.schedule.update(meta["namespace"], meta["name"], body if reconciled else None, first_at)
-        link_active = (status.get("paymentLink") or {}).get("active") is True
-        if type == "DELETED" or status.get("phase") != "Paid" or not link_active:
+        if type == "DELETED":
+            return
+        if not meta.get("deletionTimestamp") and invoices.wants_link_work(status):
+            await renew_link(runtime, body)
+            return
+        link_active = any(link.get("active") is True for link in invoices.active_links(status))
+        if status.get("phase") != "Paid" or not link_active:
             return
         obj = invoices.InvoiceObject.of(body)
         async with runtime.lock("invoice", obj.namespace, obj.name):
@@ -262,6 +269,25 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
             result = await runtime.invoices.deactivate_if_needed(invoices.InvoiceObject.of(latest), None,
                                                                  "the invoice is paid")
         post_events(body, result.events)
+
+    async def renew_link(runtime: Runtime, body: Any, *, ask_stripe: bool = False) -> None:
+        """A payment failed (or reconciliation asks): replace the link if Stripe says it is used up. Event handlers
+        are not retried by kopf, so a Stripe hiccup is retried here a few times; reconciliation catches the rest,
+        and a restarted operator resumes a renewal from ``status.linkRequest`` (its initial listing)."""
+        meta = body["metadata"]
+        for attempt in range(RENEW_ATTEMPTS):
+            async with runtime.lock("invoice", meta["namespace"], meta["name"]):
+                latest = await runtime.kube.get_object("invoices", meta["namespace"], meta["name"])
+                if latest is None:
+                    return
+                result = await runtime.invoices.renew_link(invoices.InvoiceObject.of(latest), ask_stripe=ask_stripe)
+            post_events(latest, result.events)
+            if result.retry_after is None:
+                return
+            if attempt + 1 < RENEW_ATTEMPTS:
+                await asyncio.sleep(backoff(result.retry_after, attempt, cap=30.0))
+        logger.warning("[%s/%s] Payment link renewal postponed to the next reconciliation: %s", meta["namespace"],
+                       meta["name"], result.retry_message)
 
     async def reconcile_invoice(runtime: Runtime, body: Any) -> None:
         """Missed webhooks are caught: ask Stripe whether the link was paid; finish deactivations that failed."""
@@ -276,6 +302,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
             else:
                 events = (await runtime.invoices.deactivate_if_needed(obj, None, "the invoice is paid")).events
         post_events(body, events)
+        if phase == "Open" and not events:
+            # a link deactivated in the Stripe Dashboard, or a failure whose webhook was missed: renew it
+            await renew_link(runtime, body, ask_stripe=True)
 
     async def reconcile_due_invoice(runtime: Runtime, body: Any, slots: asyncio.Semaphore) -> None:
         meta = body["metadata"]

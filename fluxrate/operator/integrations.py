@@ -6,14 +6,15 @@ write, Events to post, whether to retry); the ``build_*``/``*_drift`` functions 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
 import stripe
 
+from fluxrate import api_versions, webhook_url
 from fluxrate import conditions as cond
-from fluxrate import webhook_url
 from fluxrate.kube import ObjectRef
 from fluxrate.models import StripeIntegrationSpec
 from fluxrate.operator.stripe_clients import IntegrationClient, StripeClients
@@ -71,11 +72,13 @@ def owned_secret_name(integration: str) -> str:
 
 
 def build_webhook_endpoint_params(
-    url: str, events: Sequence[str], namespace: str, name: str, uid: str
+    url: str, events: Sequence[str], namespace: str, name: str, uid: str, api_version: str = api_versions.SDK_VERSION,
 ) -> dict[str, Any]:
+    """Events are rendered in ``api_version`` (the SDK's), not the account's default, which may be any version."""
     return {
         "url": url,
         "enabled_events": list(events),
+        "api_version": api_version,
         "description": f"fluxrate: StripeIntegration {namespace}/{name}",
         "metadata": {"fluxrate_namespace": namespace, "fluxrate_integration": name, "fluxrate_uid": uid},
     }
@@ -91,6 +94,24 @@ def endpoint_drift(endpoint: Mapping[str, Any], url: str, events: Sequence[str])
     if endpoint.get("status") == "disabled":
         update["disabled"] = False
     return update
+
+
+def needs_new_version(endpoint: Mapping[str, Any], api_version: str = api_versions.SDK_VERSION) -> bool:
+    """Stripe cannot change an endpoint's API version (only create sets it): another version means a replacement."""
+    return endpoint.get("api_version") != api_version
+
+
+def overlap_over(retiring: Mapping[str, Any], moment: dt.datetime, overlap: float) -> bool:
+    since = retiring.get("since")
+    try:
+        started = dt.datetime.fromisoformat(str(since).replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return (moment - started).total_seconds() >= overlap
+
+
+def secret_lines(value: str | None) -> list[str]:
+    return [line.strip() for line in (value or "").splitlines() if line.strip()]
 
 
 def endpoint_idempotency_key(uid: str, replaces: str | None) -> str:
@@ -203,17 +224,25 @@ class _Stop(Exception):
 
 async def reconcile_integration(
     obj: IntegrationObject, kube: SecretReader, clients: StripeClients, public_base_url: str,
-    retry_delay: float = 10.0,
+    retry_delay: float = 10.0, *, endpoint_overlap: float = 3600.0, moment: dt.datetime | None = None,
 ) -> Outcome:
     out = Outcome()
     url = webhook_url(public_base_url, obj.namespace, obj.name)
     out.status["webhookURL"] = url
     out.status["observedGeneration"] = obj.generation
     others: list[cond.Condition] = []
+    # Recomputed here from what the receiver recorded, so the receiver's condition survives the operator's writes.
+    version_condition = api_versions.condition(
+        (obj.status.get("deliveries") or {}).get("apiVersions"), managed=obj.spec.webhook_endpoint.managed, url=url,
+        now=moment,
+    )
+    if version_condition is not None:
+        others.append(version_condition)
     secrets = _ReferencedSecrets(kube, obj.namespace)
     try:
         entry = await _verified_client(obj, secrets, clients, out, others, retry_delay)
-        await _webhook_secret(obj, kube, secrets, entry, url, out, others, retry_delay)
+        await _webhook_secret(obj, kube, secrets, entry, url, out, others, retry_delay,
+                              _Overlap(endpoint_overlap, moment or cond.now()))
     except _Stop as stop:
         ready = cond.Condition(cond.READY, stop.status, stop.reason, stop.message)
         if stop.event:
@@ -355,14 +384,25 @@ async def _close_unadopted(clients: StripeClients, obj: IntegrationObject, entry
         await close_stripe_client(entry.client)
 
 
+@dataclass(frozen=True)
+class _Overlap:
+    seconds: float
+    moment: dt.datetime
+
+
 async def _webhook_secret(
     obj: IntegrationObject, kube: SecretReader, secrets: _ReferencedSecrets, entry: IntegrationClient, url: str,
-    out: Outcome, others: list[cond.Condition], retry_delay: float,
+    out: Outcome, others: list[cond.Condition], retry_delay: float, overlap: _Overlap,
 ) -> None:
     events = obj.spec.webhook_endpoint.enabled_events
     if obj.spec.webhook_endpoint.managed:
-        await _managed_endpoint(obj, kube, entry, url, out, others, retry_delay)
+        await _managed_endpoint(obj, kube, entry, url, out, others, retry_delay, overlap)
         return
+    retiring = obj.status.get("retiringWebhookEndpoint") or {}
+    if retiring.get("id"):
+        await _delete_endpoint(entry, retiring["id"], retry_delay)
+        out.status["retiringWebhookEndpoint"] = None
+        out.events.append(Event("Normal", "EndpointDeleted", f"Deleted managed webhook endpoint {retiring['id']}."))
     if obj.status.get("webhookEndpointId"):
         # No longer managed: remove the endpoint fluxrate created, so it does not deliver with a secret nobody has.
         endpoint_id = obj.status["webhookEndpointId"]
@@ -373,6 +413,7 @@ async def _webhook_secret(
                 raise _Stop("StripeUnavailable", f"Could not delete the managed endpoint {endpoint_id}; retrying.",
                             status="Unknown", retry_after=retry_delay) from None
         out.status["webhookEndpointId"] = None
+        out.status["webhookEndpointApiVersion"] = None
         out.status["webhookSecretName"] = None
         out.events.append(Event("Normal", "EndpointDeleted", f"Deleted managed webhook endpoint {endpoint_id}."))
     ref = obj.spec.webhook_secret_ref
@@ -401,19 +442,58 @@ async def _webhook_secret(
     others.append(cond.Condition("WebhookSecretConfigured", "True", "WebhookSecretFound", f"{where} holds {count}."))
 
 
+async def _delete_endpoint(entry: IntegrationClient, endpoint_id: str, retry_delay: float) -> None:
+    """Delete an endpoint, tolerating one already gone."""
+    try:
+        await entry.call(lambda c: c.v1.webhook_endpoints.delete_async(endpoint_id))
+    except stripe.StripeError as exc:
+        if not is_not_found(exc):
+            raise _Stop("StripeUnavailable", f"Could not delete the managed endpoint {endpoint_id}; retrying.",
+                        status="Unknown", retry_after=retry_delay) from None
+
+
+async def _retire_endpoint(
+    obj: IntegrationObject, kube: SecretReader, entry: IntegrationClient, out: Outcome, retry_delay: float,
+    overlap: _Overlap, *, now: bool = False,
+) -> bool:
+    """End the overlap of a replaced endpoint once it is over (or ``now``): delete it in Stripe, then drop its
+    signing secret from the Secret. Returns whether an endpoint is still retiring."""
+    retiring = obj.status.get("retiringWebhookEndpoint") or {}
+    if not retiring.get("id"):
+        return False
+    if not now and not overlap_over(retiring, overlap.moment, overlap.seconds):
+        return True
+    await _delete_endpoint(entry, retiring["id"], retry_delay)
+    secret_name = owned_secret_name(obj.name)
+    stored = await kube.read_secret(obj.namespace, secret_name) or {}
+    lines = secret_lines(stored.get(MANAGED_SIGNING_SECRET_KEY))
+    if len(lines) > 1:  # the current endpoint's secret is the first line
+        await kube.write_owned_secret(obj.ref, secret_name, {MANAGED_SIGNING_SECRET_KEY: lines[0]},
+                                      MANAGED_BY_LABELS)
+    out.status["retiringWebhookEndpoint"] = None
+    out.events.append(Event("Normal", "EndpointRetired",
+                            f"Deleted webhook endpoint {retiring['id']} (API version "
+                            f"{retiring.get('apiVersion') or 'account default'}) after the overlap with its "
+                            "replacement; its signing secret no longer verifies."))
+    return False
+
+
 async def _managed_endpoint(
     obj: IntegrationObject, kube: SecretReader, entry: IntegrationClient, url: str, out: Outcome,
-    others: list[cond.Condition], retry_delay: float,
+    others: list[cond.Condition], retry_delay: float, overlap: _Overlap,
 ) -> None:
     events = obj.spec.webhook_endpoint.enabled_events
     params = build_webhook_endpoint_params(url, events, obj.namespace, obj.name, obj.uid)
+    version = params["api_version"]
     secret_name = owned_secret_name(obj.name)
     current_id: str | None = obj.status.get("webhookEndpointId")
+    replacing: Mapping[str, Any] | None = None  # the endpoint replaced for its API version, kept for an overlap
 
     def unavailable(exc: BaseException) -> _Stop:
         return _Stop("StripeUnavailable", f"Stripe could not be reached to manage the webhook endpoint "
                      f"({type(exc).__name__}); retrying with backoff.", status="Unknown", retry_after=retry_delay)
 
+    stored_lines: list[str] = []
     try:
         if current_id is not None:
             found = await kube.read_secret_and_labels(obj.namespace, secret_name)
@@ -433,15 +513,22 @@ async def _managed_endpoint(
                     await kube.write_owned_secret(obj.ref, secret_name,
                                                   {MANAGED_SIGNING_SECRET_KEY: stored[MANAGED_SIGNING_SECRET_KEY]},
                                                   MANAGED_BY_LABELS)
-                update = endpoint_drift(endpoint, url, events)
-                if update:
-                    await entry.call(lambda c: c.v1.webhook_endpoints.update_async(current_id, params=update))
-                    out.events.append(Event(
-                        "Normal", "EndpointRepaired",
-                        f"Webhook endpoint {current_id} had drifted ({', '.join(sorted(update))}); repaired.",
-                    ))
-                _endpoint_ready(others, current_id, secret_name)
-                return
+                if needs_new_version(endpoint, version):
+                    # A second replacement before the first overlap ended: the older endpoint goes now.
+                    await _retire_endpoint(obj, kube, entry, out, retry_delay, overlap, now=True)
+                    replacing = endpoint
+                    stored_lines = secret_lines((stored or {}).get(MANAGED_SIGNING_SECRET_KEY))
+                else:
+                    await _retire_endpoint(obj, kube, entry, out, retry_delay, overlap)
+                    update = endpoint_drift(endpoint, url, events)
+                    if update:
+                        await entry.call(lambda c: c.v1.webhook_endpoints.update_async(current_id, params=update))
+                        out.events.append(Event(
+                            "Normal", "EndpointRepaired",
+                            f"Webhook endpoint {current_id} had drifted ({', '.join(sorted(update))}); repaired.",
+                        ))
+                    _endpoint_ready(others, current_id, secret_name, version)
+                    return
         created = (await entry.call(lambda c: c.v1.webhook_endpoints.create_async(
             params=params, options={"idempotency_key": endpoint_idempotency_key(obj.uid, current_id)}
         ))).to_dict()
@@ -463,44 +550,63 @@ async def _managed_endpoint(
         others.append(cond.Condition("WebhookSecretConfigured", "False", reason, message))
         raise _Stop(reason, message, event=Event("Warning", reason, message)) from None
 
-    signing = {MANAGED_SIGNING_SECRET_KEY: created["secret"]}
-    await kube.write_owned_secret(obj.ref, secret_name, signing, MANAGED_BY_LABELS)
     new_id = str(created["id"])
+    lines = [created["secret"]]
+    if replacing is not None:
+        # Both endpoints deliver during the overlap (the receiver dedupes by event id): both secrets verify.
+        lines += [line for line in stored_lines if line != created["secret"]]
+    await kube.write_owned_secret(obj.ref, secret_name, {MANAGED_SIGNING_SECRET_KEY: "\n".join(lines)},
+                                  MANAGED_BY_LABELS)
     out.status["webhookEndpointId"] = new_id
+    out.status["webhookEndpointApiVersion"] = created.get("api_version") or version
     out.status["webhookSecretName"] = secret_name
-    verb = "EndpointRepaired" if current_id else "EndpointRegistered"
-    detail = f"replacing {current_id}" if current_id else f"for {url}"
-    out.events.append(Event("Normal", verb, f"Registered Stripe webhook endpoint {new_id} {detail}."))
-    _endpoint_ready(others, new_id, secret_name)
+    if replacing is not None:
+        old_version = replacing.get("api_version")
+        out.status["retiringWebhookEndpoint"] = {"id": current_id, "apiVersion": old_version,
+                                                 "since": cond.timestamp(overlap.moment)}
+        out.events.append(Event(
+            "Normal", "EndpointReplaced",
+            f"Webhook endpoint {current_id} renders events in API version {old_version or 'of the account default'}"
+            f"; Stripe cannot change that, so {new_id} replaces it with {version}. Both deliver, and both signing "
+            f"secrets verify, for {overlap.seconds:g} s; then {current_id} is deleted.",
+        ))
+    else:
+        verb = "EndpointRepaired" if current_id else "EndpointRegistered"
+        detail = f"replacing {current_id}" if current_id else f"for {url}"
+        out.events.append(Event("Normal", verb, f"Registered Stripe webhook endpoint {new_id} {detail}."))
+    _endpoint_ready(others, new_id, secret_name, version)
 
 
-def _endpoint_ready(others: list[cond.Condition], endpoint_id: str, secret_name: str) -> None:
+def _endpoint_ready(others: list[cond.Condition], endpoint_id: str, secret_name: str, version: str) -> None:
     others.append(cond.Condition("WebhookEndpointReady", "True", "EndpointRegistered",
-                                 f"Stripe webhook endpoint {endpoint_id} delivers to this integration."))
+                                 f"Stripe webhook endpoint {endpoint_id} delivers to this integration in API "
+                                 f"version {version}."))
     others.append(cond.Condition("WebhookSecretConfigured", "True", "ManagedEndpoint",
                                  f'The signing secret of {endpoint_id} is kept in Secret "{secret_name}".'))
 
 
 async def disconnect_integration(obj: IntegrationObject, clients: StripeClients, kube: SecretReader) -> list[Event]:
-    """Delete the managed endpoint (tolerating one already gone) and nothing else in Stripe."""
+    """Delete the managed endpoint, and one still retiring (tolerating them gone), and nothing else in Stripe."""
     events: list[Event] = []
-    endpoint_id = obj.status.get("webhookEndpointId")
-    if endpoint_id:
+    retiring = (obj.status.get("retiringWebhookEndpoint") or {}).get("id")
+    endpoint_ids = [e for e in (obj.status.get("webhookEndpointId"), retiring) if e]
+    if endpoint_ids:
         entry = await _client_for_disconnect(obj, clients, kube)
         if entry is None:
             return [Event("Warning", "EndpointNotDeleted",
-                          f"No usable key to delete webhook endpoint {endpoint_id}: delete it in the Stripe "
-                          "Dashboard.")]
-        try:
-            await entry.call(lambda c: c.v1.webhook_endpoints.delete_async(endpoint_id))
-            events.append(Event("Normal", "EndpointDeleted", f"Deleted Stripe webhook endpoint {endpoint_id}."))
-        except stripe.StripeError as exc:
-            if is_auth_error(exc):
-                events.append(Event("Warning", "EndpointNotDeleted",
-                                    f"Stripe rejected the key, so webhook endpoint {endpoint_id} could not be deleted: "
-                                    "delete it in the Stripe Dashboard."))
-            elif not is_not_found(exc):
-                raise
+                          f"No usable key to delete webhook endpoint {', '.join(endpoint_ids)}: delete it in the "
+                          "Stripe Dashboard.")]
+        for endpoint_id in endpoint_ids:
+            try:
+                await entry.call(lambda c, e=endpoint_id: c.v1.webhook_endpoints.delete_async(e))
+                events.append(Event("Normal", "EndpointDeleted", f"Deleted Stripe webhook endpoint {endpoint_id}."))
+            except stripe.StripeError as exc:
+                if is_auth_error(exc):
+                    events.append(Event("Warning", "EndpointNotDeleted",
+                                        f"Stripe rejected the key, so webhook endpoint {endpoint_id} could not be "
+                                        "deleted: delete it in the Stripe Dashboard."))
+                elif not is_not_found(exc):
+                    raise
     await clients.forget(obj.namespace, obj.name)
     events.append(Event("Normal", "Disconnected", f"StripeIntegration {obj.namespace}/{obj.name} disconnected."))
     return events

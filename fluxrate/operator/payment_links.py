@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fluxrate import money
@@ -43,6 +44,18 @@ def build_payment_link_params(
     return params
 
 
-def payment_link_idempotency_key(uid: str) -> str:
-    """One link per invoice: a retry or restart between creation and the status write replays the same link."""
-    return f"fluxrate-payment-link-{uid}"
+def payment_link_idempotency_key(uid: str, attempt: int = 1) -> str:
+    """One link per invoice and attempt: a retry or restart between creation and the status write replays the same
+    link. Attempt 1 is the invoice's first link (the key fluxrate has always used); n > 1 its (n-1)th replacement."""
+    return f"fluxrate-payment-link-{uid}" if attempt <= 1 else f"fluxrate-payment-link-{uid}-{attempt}"
+
+
+def unusable_because(link: Mapping[str, Any]) -> str | None:
+    """Why Stripe's payment link object can no longer take a payment, or None if it can."""
+    if link.get("active") is False:
+        return "it is deactivated"
+    completed = (link.get("restrictions") or {}).get("completed_sessions") or {}
+    limit, count = completed.get("limit"), completed.get("count")
+    if isinstance(limit, int) and isinstance(count, int) and count >= limit:
+        return f"its limit of {limit} completed Checkout Session{'s' if limit != 1 else ''} is reached"
+    return None

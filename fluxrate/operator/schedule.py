@@ -18,9 +18,11 @@ Key = tuple[str, str]  # (namespace, integration name)
 
 
 def needs_reconciliation(status: Mapping[str, Any]) -> bool:
-    """Open (a webhook may be missed), or Paid with a link still active (its deactivation failed)."""
-    link = status.get("paymentLink") or {}
-    return status.get("phase") == "Open" or (status.get("phase") == "Paid" and link.get("active") is True)
+    """Open (a webhook may be missed, a link deactivated in Stripe), or Paid with a link (the current one or a
+    replaced one) still active (its deactivation failed)."""
+    links = [*(status.get("paymentLinks") or []), status.get("paymentLink") or {}]
+    active = any(isinstance(link, Mapping) and link.get("active") is True for link in links)
+    return status.get("phase") == "Open" or (status.get("phase") == "Paid" and active)
 
 
 def integration_of(body: Mapping[str, Any]) -> str:

@@ -33,6 +33,9 @@ class OperatorSettings:
     reconcile_interval: float = 600.0
     resync_interval: float = 300.0
     retry_delay: float = 10.0  # first backoff after a temporary Stripe failure
+    # How long a managed webhook endpoint replaced for another API version keeps delivering (and its signing secret
+    # keeps verifying) before the operator deletes it; the deletion happens at the first resync after it.
+    endpoint_overlap: float = 3600.0
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     liveness_endpoint: str | None = None
     peering: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import string
@@ -138,7 +139,7 @@ def get_str(params: Mapping[str, Any], key: str, param: str, *, required: bool =
             raise missing(param)
         return None
     if not isinstance(value, str):
-        raise StripeError(400, f"Invalid string: {value!r}", code="parameter_invalid_string", param=param)
+        raise StripeError(400, f"Invalid string: {value!r}", param=param)
     if required and value == "":
         raise StripeError(
             400,
@@ -202,7 +203,7 @@ def get_dict(params: Mapping[str, Any], key: str, param: str) -> dict[str, Any] 
         return None
     if not isinstance(value, dict):
         raise StripeError(
-            400, f"Invalid object: {param} must be a hash", code="parameter_invalid_object", param=param
+            400, f"Invalid object: {param} must be a hash", param=param
         )
     return value
 
@@ -231,7 +232,7 @@ def apply_metadata(current: dict[str, str], update: Any, param: str = "metadata"
     if update == "":
         return {}
     if not isinstance(update, dict):
-        raise StripeError(400, "Invalid hash", code="parameter_invalid_object", param=param)
+        raise StripeError(400, "Invalid hash", param=param)
     merged = dict(current)
     for key, value in update.items():
         if not isinstance(value, str):
@@ -330,8 +331,340 @@ EVENT_TYPES: set[str] = {
     "invoice.payment_succeeded",
     "invoice.payment_failed",
     "invoice.finalized",
+    "invoice_payment.paid",
     "customer.created",
     "customer.updated",
     "account.updated",
     "account.application.deauthorized",
 }
+
+
+# ---------------------------------------------------------------------------------------------------
+# The fields Stripe always sends, as it sends them for what the stand-in models (a Payment Link with one-time
+# prices, its Checkout Sessions and PaymentIntents, a standard account). Held to Stripe's OpenAPI description by
+# tests/stripe_openapi: a field Stripe always sends is here, a field Stripe doesn't have is not.
+
+
+def fill(obj: dict[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Add the fields ``obj`` lacks, in place (``obj`` may already be shared), and return it."""
+    for key, value in defaults.items():
+        obj.setdefault(key, value)
+    return obj
+
+
+def _custom_text() -> dict[str, Any]:
+    return {"after_submit": None, "shipping_address": None, "submit": None, "terms_of_service_acceptance": None}
+
+
+def invoice_creation_defaults() -> dict[str, Any]:
+    return {
+        "enabled": False,
+        "invoice_data": {
+            "account_tax_ids": None, "custom_fields": None, "description": None, "footer": None,
+            "issuer": {"type": "self"}, "metadata": {}, "rendering_options": None,
+        },
+    }
+
+
+def payment_link_defaults() -> dict[str, Any]:
+    """A Payment Link's fields that fluxrate's params leave at Stripe's defaults."""
+    return {
+        "allow_promotion_codes": False,
+        "application": None,
+        "application_fee_amount": None,
+        "application_fee_percent": None,
+        "automatic_tax": {"enabled": False, "liability": None},
+        "billing_address_collection": "auto",
+        "consent_collection": None,
+        "custom_fields": [],
+        "custom_text": _custom_text(),
+        "customer_creation": "if_required",
+        "inactive_message": None,
+        "invoice_creation": invoice_creation_defaults(),
+        "managed_payments": None,
+        "on_behalf_of": None,
+        "optional_items": None,
+        "payment_intent_data": None,
+        "payment_method_collection": "always",
+        "payment_method_options": None,
+        "payment_method_types": None,
+        "phone_number_collection": {"enabled": False},
+        "restrictions": None,
+        "shipping_address_collection": None,
+        "shipping_options": [],
+        "submit_type": "auto",
+        "subscription_data": None,
+        "tax_id_collection": {"enabled": False, "required": "never"},
+        "transfer_data": None,
+    }
+
+
+def price_object(price_id: str, product_id: str, currency: str, unit_amount: int, *, livemode: bool,
+                 created: int) -> dict[str, Any]:
+    """The inline (``price_data``) one-time price of a line item: Stripe creates it inactive."""
+    return {
+        "id": price_id,
+        "object": "price",
+        "active": False,
+        "billing_scheme": "per_unit",
+        "created": created,
+        "currency": currency,
+        "custom_unit_amount": None,
+        "livemode": livemode,
+        "lookup_key": None,
+        "metadata": {},
+        "nickname": None,
+        "product": product_id,
+        "recurring": None,
+        "tax_behavior": "unspecified",
+        "tiers_mode": None,
+        "transform_quantity": None,
+        "type": "one_time",
+        "unit_amount": unit_amount,
+        "unit_amount_decimal": str(unit_amount),
+    }
+
+
+def checkout_session_defaults(link: Mapping[str, Any]) -> dict[str, Any]:
+    """A payment-mode Checkout Session of a Payment Link: the link's settings, Stripe's defaults for the rest."""
+    return {
+        "adaptive_pricing": {"enabled": False},
+        "after_expiration": None,
+        "allow_promotion_codes": link.get("allow_promotion_codes", False),
+        "automatic_tax": {"enabled": False, "liability": None, "provider": None, "status": None},
+        "billing_address_collection": link.get("billing_address_collection", "auto"),
+        "cancel_url": None,
+        "client_secret": None,
+        "collected_information": {"business_name": None, "individual_name": None, "shipping_details": None},
+        "consent": None,
+        "consent_collection": link.get("consent_collection"),
+        "currency_conversion": None,
+        "custom_fields": [],
+        "custom_text": dict(link.get("custom_text") or _custom_text()),
+        "customer_account": None,
+        "customer_creation": link.get("customer_creation", "if_required"),
+        "discounts": [],
+        "integration_identifier": None,
+        "invoice": None,
+        "invoice_creation": json.loads(json.dumps(link.get("invoice_creation") or invoice_creation_defaults())),
+        "locale": "auto",
+        "managed_payments": None,
+        "optional_items": None,
+        "origin_context": None,
+        "payment_method_collection": link.get("payment_method_collection", "always"),
+        "payment_method_configuration_details": None,
+        "payment_method_options": {},
+        "permissions": None,
+        "phone_number_collection": {"enabled": False},
+        "recovered_from": None,
+        "saved_payment_method_options": None,
+        "setup_intent": None,
+        "shipping_address_collection": None,
+        "shipping_cost": None,
+        "shipping_options": [],
+        "submit_type": link.get("submit_type", "auto"),
+        "subscription": None,
+        "tax_id_collection": {"enabled": False, "required": "never"},
+        "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+        "ui_mode": "hosted_page",
+        "wallet_options": None,
+    }
+
+
+def customer_details(email: str, country: str = "US") -> dict[str, Any]:
+    return {
+        "address": {"city": None, "country": country, "line1": None, "line2": None, "postal_code": None,
+                    "state": None},
+        "business_name": None,
+        "email": email,
+        "individual_name": None,
+        "name": None,
+        "phone": None,
+        "tax_exempt": "none",
+        "tax_ids": [],
+    }
+
+
+def payment_intent_defaults() -> dict[str, Any]:
+    """A Checkout Session's PaymentIntent: the fields the stand-in does not model, as Stripe sends them."""
+    return {
+        "allowed_payment_method_types": None,
+        "amount_details": {"tip": {}},
+        "application": None,
+        "application_fee_amount": None,
+        "automatic_payment_methods": None,
+        "canceled_at": None,
+        "cancellation_reason": None,
+        "confirmation_method": "automatic",
+        "customer_account": None,
+        "excluded_payment_method_types": None,
+        "managed_payments": None,
+        "next_action": None,
+        "on_behalf_of": None,
+        "payment_method_configuration_details": None,
+        "payment_method_options": {},
+        "processing": None,
+        "review": None,
+        "setup_future_usage": None,
+        "shipping": None,
+        "statement_descriptor": None,
+        "statement_descriptor_suffix": None,
+        "transfer_data": None,
+        "transfer_group": None,
+    }
+
+
+
+def invoice_line(item: Mapping[str, Any], *, invoice_id: str, period: int, livemode: bool) -> dict[str, Any]:
+    """The invoice line of a Checkout Session's line item (an invoice item, at the item's price)."""
+    price = item.get("price") or {}
+    quantity = item.get("quantity")
+    return {
+        "id": new_id("il", 24),
+        "object": "line_item",
+        "amount": item["amount_total"],
+        "currency": item["currency"],
+        "description": item.get("description"),
+        "discount_amounts": [],
+        "discountable": True,
+        "discounts": [],
+        "invoice": invoice_id,
+        "livemode": livemode,
+        "metadata": {},
+        "parent": {
+            "invoice_item_details": {"invoice_item": new_id("ii", 24), "proration": False,
+                                     "proration_details": {"credited_items": None}, "subscription": None},
+            "subscription_item_details": None,
+            "type": "invoice_item_details",
+        },
+        "period": {"end": period, "start": period},
+        "pretax_credit_amounts": [],
+        "pricing": {
+            "price_details": {"price": price["id"], "product": price["product"]},
+            "type": "price_details",
+            "unit_amount_decimal": price.get("unit_amount_decimal"),
+        } if price else None,
+        "quantity": quantity,
+        "quantity_decimal": None if quantity is None else str(quantity),
+        "subscription": None,
+        "subtotal": item["amount_subtotal"],
+        "taxes": [],
+    }
+
+
+def invoice_defaults(invoice_data: Mapping[str, Any], session: Mapping[str, Any]) -> dict[str, Any]:
+    """The post-payment invoice of a Checkout Session (``invoice_creation``): finalized when the session completes,
+    charged through the session's PaymentIntent; the fields the stand-in does not model, as Stripe sends them."""
+    details = session.get("customer_details") or {}
+    created = int(session.get("created") or 0)
+    totals = session.get("total_details") or {}
+    token = new_id("x", 40)[2:]
+    return {
+        "account_country": None,
+        "account_name": None,
+        "account_tax_ids": invoice_data.get("account_tax_ids"),
+        "amount_overpaid": 0,
+        "amount_paid_off_stripe": 0,
+        "amount_shipping": int(totals.get("amount_shipping") or 0),
+        "application": None,
+        "auto_advance": False,
+        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None, "provider": None,
+                          "status": None},
+        "automatically_finalizes_at": None,
+        "confirmation_secret": None,
+        "custom_fields": invoice_data.get("custom_fields"),
+        "customer_account": None,
+        "customer_address": details.get("address"),
+        "customer_email": details.get("email"),
+        "customer_name": details.get("name"),
+        "customer_phone": details.get("phone"),
+        "customer_shipping": None,
+        "customer_tax_exempt": details.get("tax_exempt", "none"),
+        "customer_tax_ids": list(details.get("tax_ids") or []),
+        "default_payment_method": None,
+        "default_source": None,
+        "default_tax_rates": [],
+        "description": invoice_data.get("description"),
+        "discounts": [],
+        "due_date": None,
+        "effective_at": created,
+        "ending_balance": 0,
+        "footer": invoice_data.get("footer"),
+        "from_invoice": None,
+        "hosted_invoice_url": f"https://invoice.stripe.com/i/{token}",
+        "invoice_pdf": f"https://pay.stripe.com/invoice/{token}/pdf",
+        "issuer": dict(invoice_data.get("issuer") or {"type": "self"}),
+        "last_finalization_error": None,
+        "latest_revision": None,
+        "next_payment_attempt": None,
+        "number": f"{new_id('x', 8)[2:].upper()}-0001",
+        "on_behalf_of": None,
+        "parent": None,
+        "payment_settings": {"default_mandate": None, "payment_method_options": None, "payment_method_types": None},
+        "period_end": created,
+        "period_start": created,
+        "post_payment_credit_notes_amount": 0,
+        "pre_payment_credit_notes_amount": 0,
+        "receipt_number": None,
+        "rendering": None,
+        "shipping_cost": None,
+        "shipping_details": None,
+        "starting_balance": 0,
+        "statement_descriptor": None,
+        "test_clock": None,
+        "total_discount_amounts": [],
+        "total_pretax_credit_amounts": [],
+        "total_taxes": [],
+        "webhooks_delivered_at": created,
+    }
+
+def account_object(account_id: str, *, email: str, display_name: str, created: int, country: str,
+                   default_currency: str) -> dict[str, Any]:
+    """``GET /v1/account`` of a fully onboarded standard account."""
+    no_requirements = {
+        "alternatives": [], "current_deadline": None, "currently_due": [], "disabled_reason": None,
+        "errors": [], "eventually_due": [], "past_due": [], "pending_verification": [],
+    }
+    return {
+        "id": account_id,
+        "object": "account",
+        "business_profile": {
+            "annual_revenue": None, "estimated_worker_count": None, "mcc": None,
+            "minority_owned_business_designation": None, "name": display_name, "product_description": None,
+            "support_address": None, "support_email": email, "support_phone": None, "support_url": None,
+            "url": None,
+        },
+        "business_type": "company",
+        "capabilities": {"card_payments": "active", "transfers": "active"},
+        "charges_enabled": True,
+        "controller": {"type": "account"},
+        "country": country,
+        "created": created,
+        "default_currency": default_currency,
+        "details_submitted": True,
+        "email": email,
+        "external_accounts": {"object": "list", "data": [], "has_more": False,
+                              "url": f"/v1/accounts/{account_id}/external_accounts"},
+        "future_requirements": dict(no_requirements),
+        "groups": None,
+        "metadata": {},
+        "payouts_enabled": True,
+        "requirements": dict(no_requirements),
+        "settings": {
+            "bacs_debit_payments": {"display_name": None, "service_user_number": None},
+            "branding": {"icon": None, "logo": None, "primary_color": None, "secondary_color": None},
+            "card_issuing": {"tos_acceptance": {"date": None, "ip": None}},
+            "card_payments": {"decline_on": {"avs_failure": False, "cvc_failure": False},
+                              "statement_descriptor_prefix": None, "statement_descriptor_prefix_kana": None,
+                              "statement_descriptor_prefix_kanji": None},
+            "dashboard": {"display_name": display_name, "timezone": "Etc/UTC"},
+            "invoices": {"default_account_tax_ids": None, "hosted_payment_method_save": "offer"},
+            "payments": {"statement_descriptor": display_name[:22].upper(), "statement_descriptor_kana": None,
+                         "statement_descriptor_kanji": None},
+            "payouts": {"debit_negative_balances": True,
+                        "schedule": {"delay_days": 2, "interval": "daily"}, "statement_descriptor": None},
+            "sepa_debit_payments": {},
+        },
+        "tos_acceptance": {"date": created, "ip": None, "user_agent": None},
+        "type": "standard",
+    }

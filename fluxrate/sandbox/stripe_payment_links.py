@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from fluxrate.sandbox.stripe_objects import (
@@ -19,6 +20,7 @@ from fluxrate.sandbox.stripe_objects import (
     get_str,
     missing,
     new_id,
+    price_object,
 )
 
 MAX_AMOUNT = 99_999_999
@@ -46,8 +48,11 @@ PI_DATA_PARAMS = {
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 
 
-def parse_line_items(params: dict[str, Any]) -> tuple[list[dict[str, Any]], str, int]:
+def parse_line_items(
+    params: dict[str, Any], *, livemode: bool = False
+) -> tuple[list[dict[str, Any]], str, int]:
     """Validate ``line_items``; return (line item objects, currency, total in minor units)."""
+    created = int(time.time())
     items = get_list(params, "line_items", "line_items")
     if not items:
         raise missing("line_items")
@@ -121,23 +126,16 @@ def parse_line_items(params: dict[str, Any]) -> tuple[list[dict[str, Any]], str,
             {
                 "id": new_id("li", 24),
                 "object": "item",
+                "adjustable_quantity": None,
                 "amount_discount": 0,
                 "amount_subtotal": amount,
                 "amount_tax": 0,
                 "amount_total": amount,
                 "currency": cur,
                 "description": name,
-                "price": {
-                    "id": new_id("price", 24),
-                    "object": "price",
-                    "active": False,
-                    "currency": cur,
-                    "product": product_id,
-                    "type": "one_time",
-                    "unit_amount": unit_amount,
-                    "recurring": None,
-                    "metadata": {},
-                },
+                "metadata": {},
+                "price": price_object(new_id("price", 24), product_id, cur, unit_amount, livemode=livemode,
+                                      created=created),
                 "quantity": quantity,
             }
         )

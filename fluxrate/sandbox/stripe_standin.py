@@ -22,9 +22,13 @@ from fluxrate.sandbox.stripe_objects import (
     DEFAULT_API_VERSION,
     EVENT_TYPES,
     StripeError,
+    account_object,
     apply_metadata,
     check_unknown,
+    checkout_session_defaults,
+    customer_details,
     decode_form,
+    fill,
     get_bool,
     get_int,
     get_list,
@@ -33,6 +37,8 @@ from fluxrate.sandbox.stripe_objects import (
     mask_key,
     new_id,
     not_found,
+    payment_intent_defaults,
+    payment_link_defaults,
     valid_key_format,
 )
 from fluxrate.sandbox.stripe_payment_links import (
@@ -43,6 +49,12 @@ from fluxrate.sandbox.stripe_payment_links import (
     parse_line_items,
     parse_payment_intent_data,
     parse_restrictions,
+)
+from fluxrate.sandbox.stripe_versions import (
+    VersionRenderer,
+    add_invoice_events,
+    apply_invoice_creation,
+    prepare_invoice,
 )
 from fluxrate.sandbox.stripe_webhooks import (
     DeliveryAttempt,
@@ -66,6 +78,7 @@ __all__ = [
 
 DEMO_TEST_KEY = "sk_test_fluxrateDemo0000000000000000000000000000"
 MAX_WEBHOOK_ENDPOINTS = 16
+IDEMPOTENCY_KEY_TTL_S = 24 * 3600.0  # Stripe prunes saved idempotent results after 24 hours
 RATE_LIMIT_MESSAGE = (
     "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."
 )
@@ -104,23 +117,8 @@ class Account:
     api_version: str = DEFAULT_API_VERSION
 
     def to_api(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "account",
-            "business_profile": {"name": self.display_name, "url": None, "support_email": self.email},
-            "business_type": "company",
-            "capabilities": {"card_payments": "active", "transfers": "active"},
-            "charges_enabled": True,
-            "country": self.country,
-            "created": self.created,
-            "default_currency": self.default_currency,
-            "details_submitted": True,
-            "email": self.email,
-            "metadata": {},
-            "payouts_enabled": True,
-            "settings": {"dashboard": {"display_name": self.display_name, "timezone": "Etc/UTC"}},
-            "type": "standard",
-        }
+        return account_object(self.id, email=self.email, display_name=self.display_name, created=self.created,
+                              country=self.country, default_currency=self.default_currency)
 
 
 @dataclass
@@ -163,6 +161,7 @@ class _Idem:
     status: int
     body: bytes
     request_id: str
+    saved_at: float = 0.0  # on the stand-in's clock (``StripeStandin.now``)
 
 
 @dataclass
@@ -247,12 +246,15 @@ class StripeStandin:
         self._buckets: dict[str, _TokenBucket] = {}
         self._idem: dict[tuple[str, bool, str], _Idem] = {}
         self._idem_inflight: set[tuple[str, bool, str]] = set()
+        self.clock_offset_s = 0.0  # ``advance_clock``: time passing for what the stand-in ages (idempotency keys)
+        self.versions = VersionRenderer()  # events rendered in each endpoint's API version
         self.dispatcher = WebhookDispatcher(
             time_scale=webhook_time_scale,
             max_attempts_test=webhook_max_attempts_test,
             max_attempts_live=webhook_max_attempts_live,
             timeout_s=webhook_timeout_s,
             lookup_endpoint=self.webhook_endpoints.get,
+            render=self.versions.render,
         )
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -293,6 +295,23 @@ class StripeStandin:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    # ------------------------------------------------------------------ the stand-in's clock
+
+    def now(self) -> float:
+        """Wall time plus whatever tests advanced it by."""
+        return time.time() + self.clock_offset_s
+
+    def advance_clock(self, seconds: float) -> None:
+        """Let ``seconds`` pass for the stand-in: saved idempotency keys older than 24 hours expire."""
+        self.clock_offset_s += seconds
+
+    def _saved_idempotent(self, scope: tuple[str, bool, str]) -> _Idem | None:
+        saved = self._idem.get(scope)
+        if saved is not None and self.now() - saved.saved_at >= IDEMPOTENCY_KEY_TTL_S:
+            del self._idem[scope]  # expired: the key may be used again, for a new request
+            return None
+        return saved
 
     # ------------------------------------------------------------------ accounts and keys
 
@@ -579,7 +598,7 @@ class StripeStandin:
             "created": now,
             "currency": currency,
             "customer": None,
-            "customer_details": {"email": email, "name": None, "phone": None, "tax_exempt": "none"},
+            "customer_details": customer_details(email),
             "customer_email": None,
             "expires_at": now + 24 * 3600,
             "livemode": live,
@@ -593,6 +612,8 @@ class StripeStandin:
             "success_url": (link["after_completion"].get("redirect") or {}).get("url"),
             "url": None,
         }
+        fill(pi, payment_intent_defaults())
+        fill(session, checkout_session_defaults(link))
         decline = {
             "code": "card_declined",
             "decline_code": "generic_decline",
@@ -600,7 +621,7 @@ class StripeStandin:
             "type": "card_error",
         }
         ach_failure = {
-            "code": "payment_method_insufficient_funds" if method == "delayed" else "card_declined",
+            "code": "insufficient_funds",  # Stripe's code for a bank debit the account could not cover
             "message": "The customer's account has insufficient funds to cover this payment.",
             "type": "invalid_request_error",
         }
@@ -611,6 +632,7 @@ class StripeStandin:
         def succeed() -> None:
             pi.update(status="succeeded", amount_received=amount, latest_charge=new_id("ch", 24))
 
+        prepare_invoice(link, session, pi, completes=completes)
         phases: list[list[dict[str, Any]]]
         if method == "card" and outcome == "succeeded":
             session.update(status="complete", payment_status="paid")
@@ -630,6 +652,7 @@ class StripeStandin:
                 pi.update(status="requires_payment_method", last_payment_error=ach_failure)
                 second = [ev("checkout.session.async_payment_failed", session), ev("payment_intent.payment_failed", pi)]
             phases = [first, second]
+        add_invoice_events(phases, link, session, pi, self.versions, ev, stored.line_items)
         if completes and restriction is not None:
             restriction["count"] += 1
         self.payment_intents[pi_id] = Stored(account_id, live, pi)
@@ -792,7 +815,7 @@ class StripeStandin:
     ) -> web.StreamResponse:
         scope = (key_info.account_id, key_info.livemode, idem_key)
         fingerprint = json.dumps(params, sort_keys=True)
-        saved = self._idem.get(scope)
+        saved = self._saved_idempotent(scope)
         if saved is not None:
             if saved.method != request.method or saved.path != request.path:
                 raise StripeError(
@@ -832,7 +855,8 @@ class StripeStandin:
         # Stripe saves results only for requests that started executing: validation errors are not saved.
         if 200 <= resp.status < 300 and isinstance(resp, web.Response) and resp.body is not None:
             body = resp.body if isinstance(resp.body, bytes) else bytes(resp.body)  # type: ignore[arg-type]
-            self._idem[scope] = _Idem(request.method, request.path, fingerprint, resp.status, body, request_id)
+            self._idem[scope] = _Idem(request.method, request.path, fingerprint, resp.status, body, request_id,
+                                      self.now())
         return resp
 
     # ------------------------------------------------------------------ handlers
@@ -860,9 +884,9 @@ class StripeStandin:
         return {"object": "list", "data": objs[:limit], "has_more": len(objs) > limit, "url": url}
 
     def _mine(self, table: dict[str, Stored], ctx: _Ctx) -> list[dict[str, Any]]:
-        items = [s.obj for s in reversed(table.values())
-                 if s.account_id == ctx.account.id and s.livemode == ctx.livemode]
-        return sorted(items, key=lambda o: o.get("created", 0), reverse=True)  # stable: newest first
+        # newest first: insertion order (a Payment Link has no `created` to sort by)
+        return [s.obj for s in reversed(table.values())
+                if s.account_id == ctx.account.id and s.livemode == ctx.livemode]
 
     async def _get_account(self, ctx: _Ctx) -> tuple[int, dict[str, Any]]:
         return 200, ctx.account.to_api()
@@ -870,7 +894,7 @@ class StripeStandin:
     async def _create_payment_link(self, ctx: _Ctx) -> tuple[int, dict[str, Any]]:
         params = ctx.params
         check_unknown(params, CREATE_PARAMS)
-        line_items, currency, _total = parse_line_items(params)
+        line_items, currency, _total = parse_line_items(params, livemode=ctx.livemode)
         link_id = new_id("plink", 24)
         obj: dict[str, Any] = {
             "id": link_id,
@@ -883,7 +907,6 @@ class StripeStandin:
             "application_fee_percent": None,
             "automatic_tax": {"enabled": False, "liability": None},
             "billing_address_collection": "auto",
-            "created": int(time.time()),
             "currency": currency,
             "customer_creation": "if_required",
             "inactive_message": None,
@@ -898,6 +921,8 @@ class StripeStandin:
             "url": f"https://buy.stripe.com/{'' if ctx.livemode else 'test_'}{new_id('x', 14)[2:]}",
         }
         apply_simple_settings(params, obj)
+        apply_invoice_creation(params, obj)
+        fill(obj, payment_link_defaults())
         self.payment_links[link_id] = Stored(ctx.account.id, ctx.livemode, obj, line_items)
         invoice = obj["metadata"].get("invoice_uid") or obj["metadata"].get("invoice_id")
         if invoice:
@@ -942,6 +967,7 @@ class StripeStandin:
         obj["restrictions"] = parse_restrictions(params, obj["restrictions"])
         obj["payment_intent_data"] = parse_payment_intent_data(params, obj["payment_intent_data"])
         apply_simple_settings(params, obj)
+        apply_invoice_creation(params, obj)
         stored.obj.clear()
         stored.obj.update(obj)
         previous = {k: v for k, v in before.items() if obj.get(k) != v}

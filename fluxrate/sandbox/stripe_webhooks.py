@@ -100,6 +100,7 @@ class WebhookDispatcher:
         max_attempts_live: int,
         timeout_s: float,
         lookup_endpoint: Callable[[str], WebhookEndpoint | None],
+        render: Callable[[dict[str, Any], str | None], dict[str, Any]] | None = None,
     ) -> None:
         self.time_scale = time_scale
         self.max_attempts_test = max_attempts_test
@@ -107,6 +108,8 @@ class WebhookDispatcher:
         self.timeout_s = timeout_s
         self.log: list[DeliveryAttempt] = []
         self._lookup = lookup_endpoint
+        # (event, endpoint api_version) -> the event as that endpoint gets it (stripe_versions.VersionRenderer)
+        self._render = render
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
@@ -153,7 +156,12 @@ class WebhookDispatcher:
     async def deliver_first(
         self, event: dict[str, Any], endpoint_id: str, copy: int = 0
     ) -> asyncio.Task[None] | None:
-        """First attempt inline; on failure the retries continue in the returned background task."""
+        """First attempt inline; on failure the retries continue in the returned background task.
+
+        The payload is rendered once, in the endpoint's API version (its retries resend the same bytes)."""
+        endpoint = self._lookup(endpoint_id)
+        if self._render is not None and endpoint is not None:
+            event = self._render(event, endpoint.api_version)
         payload = json.dumps(event, indent=2)
         if await self._attempt(event, payload, endpoint_id, 1, copy):
             return None

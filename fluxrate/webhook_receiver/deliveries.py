@@ -2,7 +2,9 @@
 
 Deliveries are accumulated in memory per integration and flushed every few seconds with a resourceVersion-guarded
 read-modify-write that *adds* the accumulated counts to the stored ones, so replicas never overwrite each other.
-Only ``status.deliveries`` is written; the operator owns the rest of the status (conditions included).
+Only ``status.deliveries`` is written, plus the ``WebhookApiVersion`` condition when the API versions seen call for
+another one (the operator recomputes the same condition from ``deliveries.apiVersions`` on every reconcile, so
+neither writer loses the other's); the operator owns the rest of the status.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from fluxrate import api_versions
+from fluxrate import conditions as cond
 from fluxrate.kube import Kube
 from fluxrate.webhook_receiver.metrics import OUTCOMES
 from fluxrate.webhook_receiver.secrets_cache import PLURAL, TRANSIENT_ERRORS
@@ -36,10 +40,13 @@ class DeliveryRecord:
     type: str | None = None
     invoice: str | None = None
     reason: str | None = None
+    api_version: str | None = None
 
     def to_status(self) -> dict[str, Any]:
         item: dict[str, Any] = {"outcome": self.outcome, "time": self.time}
         for key, value in (("eventId", self.event_id), ("type", self.type), ("invoice", self.invoice),
+                           ("apiVersion", self.api_version[:api_versions.VERSION_MAX_LENGTH]
+                            if self.api_version else None),
                            ("reason", self.reason[:REASON_LIMIT] if self.reason else None)):
             if value:
                 item[key] = value
@@ -50,16 +57,27 @@ class DeliveryRecord:
 class Pending:
     counts: dict[str, int] = field(default_factory=dict)
     recent: deque[DeliveryRecord] = field(default_factory=lambda: deque(maxlen=RECENT_LIMIT))  # oldest first
+    versions: dict[str, tuple[int, str]] = field(default_factory=dict)  # API version -> (count, last time)
 
     def add(self, record: DeliveryRecord) -> None:
         self.counts[record.outcome] = self.counts.get(record.outcome, 0) + 1
         self.recent.append(record)
+        if record.api_version:
+            self._saw(record.api_version, 1, record.time)
+
+    def _saw(self, version: str, count: int, time: str) -> None:
+        if version not in self.versions and len(self.versions) >= api_versions.API_VERSIONS_LIMIT:
+            return  # forged traffic cannot grow it: only verified events carry a version, and few versions exist
+        seen, last = self.versions.get(version, (0, time))
+        self.versions[version] = (seen + count, max(last, time))
 
     def absorb(self, older: Pending) -> None:
         """Put back a batch that could not be written, in front of what arrived since."""
         for outcome, count in older.counts.items():
             self.counts[outcome] = self.counts.get(outcome, 0) + count
         self.recent = deque([*older.recent, *self.recent], maxlen=RECENT_LIMIT)
+        for version, (count, time) in older.versions.items():
+            self._saw(version, count, time)
 
 
 def merge_deliveries(stored: Mapping[str, Any] | None, pending: Pending) -> dict[str, Any]:
@@ -73,7 +91,24 @@ def merge_deliveries(stored: Mapping[str, Any] | None, pending: Pending) -> dict
     result: dict[str, Any] = {"counts": counts, "recent": recent}
     if times:
         result["lastDeliveryTime"] = max(times)
+    versions = api_versions.merge_seen(stored.get("apiVersions"), pending.versions)
+    if versions:
+        result["apiVersions"] = versions
     return result
+
+
+def api_version_condition(obj: Mapping[str, Any], deliveries: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The integration's conditions with ``WebhookApiVersion`` updated, or None when it is already as it should be."""
+    status = obj.get("status") or {}
+    managed = bool(((obj.get("spec") or {}).get("webhookEndpoint") or {}).get("managed"))
+    wanted = api_versions.condition(deliveries.get("apiVersions"), managed=managed, url=status.get("webhookURL"))
+    if wanted is None:
+        return None
+    current = cond.get(status.get("conditions"), wanted.type) or {}
+    if (current.get("status"), current.get("reason"), current.get("message")) == (
+            wanted.status, wanted.reason, wanted.message):
+        return None
+    return cond.merge(status.get("conditions"), [wanted], generation=None)
 
 
 class DeliveryRecorder:
@@ -137,7 +172,11 @@ class DeliveryRecorder:
                 if obj is None:
                     return True  # the integration is gone: nothing to keep its deliveries on
                 deliveries = merge_deliveries((obj.get("status") or {}).get("deliveries"), batch)
-                await self.kube.patch_status(PLURAL, namespace, name, {"deliveries": deliveries},
+                patch: dict[str, Any] = {"deliveries": deliveries}
+                conditions = api_version_condition(obj, deliveries)
+                if conditions is not None:
+                    patch["conditions"] = conditions
+                await self.kube.patch_status(PLURAL, namespace, name, patch,
                                              resource_version=obj["metadata"]["resourceVersion"])
                 return True
             except ApiException as exc:

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from fluxrate import api_versions
+from fluxrate import conditions as cond
 from fluxrate.kube import decode_secret_data
 from fluxrate.models import DEFAULT_ENABLED_EVENTS
 from fluxrate.operator.main import running_operator
@@ -267,3 +269,82 @@ async def test_namespaced_operator_serves_only_its_namespaces(
         await cluster.wait_condition(SI, "team-in", "prod", "Ready", status="True")
         await asyncio.sleep(1.0)
         assert (await cluster.get(SI, "team-out", "prod")).get("status") is None
+
+
+async def test_managed_endpoint_is_created_in_the_sdks_api_version(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    account_id, _ = await connected(cluster, stripe_standin, namespace, managed=True)
+    obj = await eventually(lambda: cluster.get(SI, namespace, "prod"),
+                           lambda o: bool(o["status"].get("webhookEndpointId")))
+    (endpoint,) = _endpoints(stripe_standin, account_id)
+    assert endpoint.api_version == api_versions.SDK_VERSION == obj["status"]["webhookEndpointApiVersion"]
+    ready = await cluster.condition(SI, namespace, "prod", "WebhookEndpointReady")
+    assert api_versions.SDK_VERSION in ready["message"]
+
+
+async def test_an_endpoint_of_another_api_version_is_replaced_with_a_secret_overlap(
+    kube, operator_settings, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    """Stripe cannot change an endpoint's version: a new endpoint, both signing secrets during the overlap, then
+    the old endpoint deleted and its secret dropped."""
+    overlapping = dataclasses.replace(operator_settings, resync_interval=0.3, endpoint_overlap=3600.0)
+    async with running_operator(overlapping):
+        account_id, _ = await connected(cluster, stripe_standin, namespace, managed=True)
+        first = await eventually(lambda: cluster.get(SI, namespace, "prod"),
+                                 lambda o: bool(o["status"].get("webhookEndpointId")))
+        old_id = first["status"]["webhookEndpointId"]
+        old_secret = stripe_standin.webhook_endpoints[old_id].secrets[-1]
+        stripe_standin.tamper_endpoint(old_id, api_version="2024-06-20")  # e.g. made by an older fluxrate
+
+        obj = await eventually(lambda: cluster.get(SI, namespace, "prod"),
+                               lambda o: (o["status"].get("retiringWebhookEndpoint") or {}).get("id") == old_id)
+        new_id = obj["status"]["webhookEndpointId"]
+        assert new_id != old_id
+        assert obj["status"]["retiringWebhookEndpoint"]["apiVersion"] == "2024-06-20"
+        assert stripe_standin.webhook_endpoints[new_id].api_version == api_versions.SDK_VERSION
+        assert old_id in stripe_standin.webhook_endpoints  # still delivering during the overlap
+        secret = await cluster.kube.core.read_namespaced_secret(obj["status"]["webhookSecretName"], namespace)
+        new_secret = stripe_standin.webhook_endpoints[new_id].secrets[-1]
+        assert decode_secret_data(secret)["signing-secret"].splitlines() == [new_secret, old_secret]
+        assert "EndpointReplaced" in {e["reason"] for e in await cluster.events(namespace, "prod")}
+
+    retiring = dataclasses.replace(operator_settings, resync_interval=0.3, endpoint_overlap=0.0)
+    async with running_operator(retiring):
+        obj = await eventually(lambda: cluster.get(SI, namespace, "prod"),
+                               lambda o: not o["status"].get("retiringWebhookEndpoint"))
+        assert obj["status"]["webhookEndpointId"] == new_id
+        assert [e.id for e in _endpoints(stripe_standin, account_id)] == [new_id]
+        secret = await cluster.kube.core.read_namespaced_secret(obj["status"]["webhookSecretName"], namespace)
+        assert decode_secret_data(secret)["signing-secret"] == new_secret
+        await eventually(lambda: cluster.events(namespace, "prod"),
+                         lambda events: "EndpointRetired" in {e["reason"] for e in events})
+
+
+async def test_disconnect_also_deletes_an_endpoint_still_retiring(
+    kube, operator_settings, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    settings = dataclasses.replace(operator_settings, resync_interval=0.3, endpoint_overlap=3600.0)
+    async with running_operator(settings):
+        account_id, _ = await connected(cluster, stripe_standin, namespace, managed=True)
+        first = await eventually(lambda: cluster.get(SI, namespace, "prod"),
+                                 lambda o: bool(o["status"].get("webhookEndpointId")))
+        stripe_standin.tamper_endpoint(first["status"]["webhookEndpointId"], api_version=None)  # account default
+        await eventually(lambda: cluster.get(SI, namespace, "prod"),
+                         lambda o: bool(o["status"].get("retiringWebhookEndpoint")))
+        assert len(_endpoints(stripe_standin, account_id)) == 2
+        await cluster.delete(SI, namespace, "prod")
+        await eventually(lambda: cluster.get(SI, namespace, "prod"), lambda o: o is None)
+        assert _endpoints(stripe_standin, account_id) == []
+
+
+async def test_the_operator_keeps_the_receivers_api_version_condition(
+    operator, cluster: Cluster, stripe_standin: StripeStandin, namespace: str
+) -> None:
+    await connected(cluster, stripe_standin, namespace)
+    seen = [{"apiVersion": "2019-12-03", "readable": False, "count": 1, "lastSeen": cond.timestamp()}]
+    await cluster.kube.patch_status(SI, namespace, "prod", {"deliveries": {"apiVersions": seen}})
+    await cluster.patch(SI, namespace, "prod", {"spec": {"displayName": "poke"}})
+    condition = await cluster.wait_condition(SI, namespace, "prod", "WebhookApiVersion", status="False")
+    assert condition["reason"] == "UnreadableApiVersion" and api_versions.SDK_VERSION in condition["message"]
+    assert (await cluster.condition(SI, namespace, "prod", "Ready"))["status"] == "True"

@@ -59,11 +59,14 @@ async def test_counts_and_recent_deliveries_appear_in_the_integration_status(ben
     assert [r["outcome"] for r in recent] == [
         "error", "signature_failed", "signature_failed", "unmatched", "ignored", "duplicate", "applied"]
     assert recent[-1] == {"eventId": sent["paid"]["id"], "type": "payment_intent.succeeded", "outcome": "applied",
-                          "invoice": "inv-1", "time": recent[-1]["time"]}
+                          "invoice": "inv-1", "apiVersion": sent["paid"]["api_version"], "time": recent[-1]["time"]}
     assert recent[0]["eventId"] == sent["broken"]["id"] and "Kubernetes" in recent[0]["reason"]
     assert "didn't match" in recent[1]["reason"]
     assert deliveries["lastDeliveryTime"] >= recent[-1]["time"]
-    assert status["status"]["conditions"] == [operator_condition]  # the operator's, untouched
+    # the operator's, untouched; the receiver adds only WebhookApiVersion
+    operators, version = status["status"]["conditions"]
+    assert operators == operator_condition
+    assert (version["type"], version["status"], version["reason"]) == ("WebhookApiVersion", "True", "Readable")
 
 
 @pytest.mark.parametrize("settings", [SLOW_FLUSH])
@@ -126,7 +129,7 @@ async def test_one_structured_log_line_per_delivery(bench: Bench, caplog: pytest
     assert [line["outcome"] for line in lines] == [
         "applied", "duplicate", "ignored", "unmatched", "signature_failed", "signature_failed", "error"]
     allowed = {"namespace", "integration", "eventId", "type", "outcome", "status", "invoice", "reason", "bytes",
-               "durationMs"}
+               "durationMs", "apiVersion"}
     assert all({"namespace", "integration", "status", "durationMs"} <= set(line) <= allowed for line in lines)
     assert all("pi_1" not in json.dumps(line) for line in lines)  # nothing from the payload's object
 

@@ -226,3 +226,15 @@ async def test_deliver_arbitrary_event_to_one_endpoint(
     await standin.deliver(event, endpoint_id)
     assert len(receiver.received) == 1
     assert standin.delivery_log[-1].error == "endpoint deleted or disabled"
+
+
+async def test_failed_bank_debit_reports_stripes_insufficient_funds_code(
+    standin: StripeStandin, client: stripe.StripeClient
+) -> None:
+    link = await client.v1.payment_links.create_async(params=link_params())
+    assert "created" not in link  # a Payment Link has no `created` in Stripe's API
+    result = await standin.pay(link.id, method="delayed", outcome="failed")
+    await result.delivered
+    pi = await client.v1.payment_intents.retrieve_async(result.payment_intent["id"])
+    assert pi.last_payment_error.code == "insufficient_funds"
+    assert pi.confirmation_method == "automatic" and pi.status == "requires_payment_method"
