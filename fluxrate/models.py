@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -101,7 +102,9 @@ class StripeIntegrationSpec(_Model):
     payment_links: PaymentLinkDefaults = Field(default_factory=PaymentLinkDefaults)
 
 
-Outcome = Literal["applied", "duplicate", "ignored", "unmatched", "signature_failed", "error"]
+# What became of a webhook delivery: a payment report's outcome (``decision.ReportOutcome``), or one of the two
+# a delivery fails with before it is a report.
+DeliveryOutcome = Literal["applied", "duplicate", "ignored", "unmatched", "signature_failed", "error"]
 
 
 class DeliveryCounts(_Model):
@@ -119,7 +122,7 @@ ApiVersionString = Annotated[str, StringConstraints(max_length=64)]
 class Delivery(_Model):
     event_id: str | None = None
     type: str | None = None
-    outcome: Outcome
+    outcome: DeliveryOutcome
     invoice: str | None = None
     reason: str | None = None
     api_version: ApiVersionString | None = None
@@ -164,6 +167,11 @@ class StripeIntegrationStatus(_Model):
 
 class IntegrationRef(_Model):
     name: DnsName
+
+
+def integration_ref_name(spec: Mapping[str, Any] | None) -> str:
+    """``spec.integrationRef.name`` of an invoice (a raw spec, which may lack it): "" when it has none."""
+    return str(((spec or {}).get("integrationRef") or {}).get("name") or "")
 
 
 class Customer(_Model):

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from fluxrate import conditions as cond
 from fluxrate import money
+from fluxrate.decision import Decision, Event
 from fluxrate.invoice_status import update_status
 from fluxrate.kube import Kube
-from fluxrate.models import DEFAULT_ENABLED_EVENTS
+from fluxrate.models import DEFAULT_ENABLED_EVENTS, integration_ref_name
 
 Kind = Literal["succeeded", "pending", "failed"]
-Outcome = Literal["applied", "duplicate", "ignored", "unmatched"]
 PROCESSED_EVENTS_LIMIT = 64
 
 # The event types fluxrate acts on: the ones a managed endpoint subscribes to, and ``invoice_payment.paid`` (API
@@ -51,14 +51,6 @@ class PaymentReport:
     error_message: str | None = None
     error_code: str | None = None
     stripe_invoice_id: str | None = None  # the Stripe invoice (in_...) of invoice events; never a payment id
-
-
-@dataclass
-class Decision:
-    outcome: Outcome
-    reason: str
-    changes: dict[str, Any] | None = None
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
 
 
 def _str(value: Any) -> str | None:
@@ -195,76 +187,89 @@ def decide(invoice: Mapping[str, Any], report: PaymentReport, moment: dt.datetim
     """The status change ``report`` makes to ``invoice`` (the latest object), and the Events to post."""
     moment = moment or cond.now()
     status = invoice.get("status") or {}
-    spec = invoice.get("spec") or {}
-    phase = status.get("phase")
-    generation = invoice.get("metadata", {}).get("generation")
     if report.event_id in (status.get("processedEvents") or []):
         return Decision("duplicate", f"event {report.event_id} was already applied")
-    payment = status.get("payment") or {}
-
     if report.kind == "succeeded":
-        if phase == "Paid":
-            if payment.get("providerPaymentId") in (report.provider_payment_id, report.checkout_session_id):
-                return Decision("duplicate", f"payment {payment.get('providerPaymentId')} is already recorded")
-            if report.provider_payment_id is None:
-                # An invoice event of API 2025-03-31.basil or later names no PaymentIntent: it cannot tell another
-                # payment, and every payment through a link also sends events that name theirs.
-                return Decision("duplicate", f"the invoice is already paid; {report.event_type} names no "
-                                "PaymentIntent, so it is not taken for a second payment",
-                                changes={"processedEvents": _remember(status, report.event_id)})
-            if _unidentified(payment):
-                # Recorded from an event that named no payment: this is the payment it was.
-                record = {**payment, "providerPaymentId": report.provider_payment_id}
-                return Decision("duplicate", f"the recorded payment is {report.provider_payment_id}",
-                                changes={"payment": record, "processedEvents": _remember(status, report.event_id)})
-            message = (
-                f"Invoice already paid by {payment.get('providerPaymentId')}, but Stripe reports another payment "
-                f"{report.provider_payment_id} ({report.event_id}): check it in the Stripe Dashboard and refund it."
-            )
-            return Decision("duplicate", "a second payment for a paid invoice",
-                            changes={"processedEvents": _remember(status, report.event_id)},
-                            events=[("Warning", "SecondPayment", message)])
-        currency = report.currency or spec.get("currency")
-        amount_minor = report.amount_minor if report.amount_minor is not None else 0
-        try:
-            amount = str(money.from_minor(amount_minor, currency)) if currency else str(amount_minor)
-        except money.MoneyError:
-            amount = str(amount_minor)
-        record = {
-            "providerPaymentId": report.provider_payment_id or report.event_id,
-            "amount": amount,
-            "amountMinor": amount_minor,
-            "currency": currency,
-            "paidAt": _timestamp(moment),
-            "eventId": report.event_id,
-            "eventType": report.event_type,
-            "source": report.source,
-        }
-        due = status.get("amountDue") or {}
-        updates = [cond.Condition("Ready", "True", "Paid",
-                                  f"Paid {amount} {currency} ({record['providerPaymentId']}).")]
-        events = [("Normal", "Paid", f"Paid {amount} {currency} via {report.event_type} ({report.event_id}).")]
-        mismatch = (report.amount_minor is not None and due.get("minor") is not None
-                    and report.amount_minor != due.get("minor")) or (
-            report.currency is not None and spec.get("currency") and report.currency != spec.get("currency"))
-        if mismatch:
-            message = (f"Stripe reported {amount} {currency} but the invoice is for {due.get('display')}: "
-                       "check the payment in the Stripe Dashboard.")
-            updates.append(cond.Condition("AmountMismatch", "True", "AmountMismatch", message))
-            events.append(("Warning", "AmountMismatch", message))
-        if phase == "Void":
-            events.append(("Warning", "PaidAfterVoid",
-                           "Stripe reports a payment for a voided invoice; it is recorded: refund it if needed."))
-        changes = {
-            "phase": "Paid",
-            "payment": record,
-            "pendingPayment": None,
-            "processedEvents": _remember(status, report.event_id),
-            "conditions": cond.merge(status.get("conditions"), updates, generation=generation, moment=moment),
-        }
-        return Decision("applied", "paid", changes=changes, events=events)
+        if status.get("phase") == "Paid":
+            return _paid_again(status, report)
+        return _paid(invoice, report, moment)
+    return _not_paid(status, report, moment)
 
-    if phase == "Paid":
+
+def _paid_again(status: Mapping[str, Any], report: PaymentReport) -> Decision:
+    """A payment reported for an invoice already paid: the same payment again, or a second one."""
+    payment = status.get("payment") or {}
+    if payment.get("providerPaymentId") in (report.provider_payment_id, report.checkout_session_id):
+        return Decision("duplicate", f"payment {payment.get('providerPaymentId')} is already recorded")
+    if report.provider_payment_id is None:
+        # An invoice event of API 2025-03-31.basil or later names no PaymentIntent: it cannot tell another
+        # payment, and every payment through a link also sends events that name theirs.
+        return Decision("duplicate", f"the invoice is already paid; {report.event_type} names no "
+                        "PaymentIntent, so it is not taken for a second payment",
+                        changes={"processedEvents": _remember(status, report.event_id)})
+    if _unidentified(payment):
+        # Recorded from an event that named no payment: this is the payment it was.
+        record = {**payment, "providerPaymentId": report.provider_payment_id}
+        return Decision("duplicate", f"the recorded payment is {report.provider_payment_id}",
+                        changes={"payment": record, "processedEvents": _remember(status, report.event_id)})
+    message = (
+        f"Invoice already paid by {payment.get('providerPaymentId')}, but Stripe reports another payment "
+        f"{report.provider_payment_id} ({report.event_id}): check it in the Stripe Dashboard and refund it."
+    )
+    return Decision("duplicate", "a second payment for a paid invoice",
+                    changes={"processedEvents": _remember(status, report.event_id)},
+                    events=[Event("Warning", "SecondPayment", message)])
+
+
+def _paid(invoice: Mapping[str, Any], report: PaymentReport, moment: dt.datetime) -> Decision:
+    """The first payment of the invoice: record it, and warn of an amount that differs or a void invoice."""
+    status = invoice.get("status") or {}
+    spec = invoice.get("spec") or {}
+    currency = report.currency or spec.get("currency")
+    amount_minor = report.amount_minor if report.amount_minor is not None else 0
+    try:
+        amount = str(money.from_minor(amount_minor, currency)) if currency else str(amount_minor)
+    except money.MoneyError:
+        amount = str(amount_minor)
+    record = {
+        "providerPaymentId": report.provider_payment_id or report.event_id,
+        "amount": amount,
+        "amountMinor": amount_minor,
+        "currency": currency,
+        "paidAt": _timestamp(moment),
+        "eventId": report.event_id,
+        "eventType": report.event_type,
+        "source": report.source,
+    }
+    due = status.get("amountDue") or {}
+    updates = [cond.Condition("Ready", "True", "Paid",
+                              f"Paid {amount} {currency} ({record['providerPaymentId']}).")]
+    events = [Event("Normal", "Paid", f"Paid {amount} {currency} via {report.event_type} ({report.event_id}).")]
+    mismatch = (report.amount_minor is not None and due.get("minor") is not None
+                and report.amount_minor != due.get("minor")) or (
+        report.currency is not None and spec.get("currency") and report.currency != spec.get("currency"))
+    if mismatch:
+        message = (f"Stripe reported {amount} {currency} but the invoice is for {due.get('display')}: "
+                   "check the payment in the Stripe Dashboard.")
+        updates.append(cond.Condition("AmountMismatch", "True", "AmountMismatch", message))
+        events.append(Event("Warning", "AmountMismatch", message))
+    if status.get("phase") == "Void":
+        events.append(Event("Warning", "PaidAfterVoid",
+                            "Stripe reports a payment for a voided invoice; it is recorded: refund it if needed."))
+    generation = invoice.get("metadata", {}).get("generation")
+    changes = {
+        "phase": "Paid",
+        "payment": record,
+        "pendingPayment": None,
+        "processedEvents": _remember(status, report.event_id),
+        "conditions": cond.merge(status.get("conditions"), updates, generation=generation, moment=moment),
+    }
+    return Decision("applied", "paid", changes=changes, events=events)
+
+
+def _not_paid(status: Mapping[str, Any], report: PaymentReport, moment: dt.datetime) -> Decision:
+    """A payment pending (a delayed method) or failed."""
+    if status.get("phase") == "Paid":
         return Decision("ignored", f"{report.event_type} after the invoice was paid")
     failed = status.get("lastPaymentError") or {}
     if report.kind == "pending" and report.provider_payment_id and \
@@ -279,7 +284,8 @@ def decide(invoice: Mapping[str, Any], report: PaymentReport, moment: dt.datetim
             "processedEvents": _remember(status, report.event_id),
         }
         return Decision("applied", "awaiting a delayed payment", changes=changes,
-                        events=[("Normal", "PaymentPending", "The customer paid with a delayed method; awaiting it.")])
+                        events=[Event("Normal", "PaymentPending",
+                                      "The customer paid with a delayed method; awaiting it.")])
     changes = {
         "lastPaymentError": {"message": report.error_message, "code": report.error_code,
                              "eventId": report.event_id, "eventType": report.event_type, "at": _timestamp(moment),
@@ -290,14 +296,14 @@ def decide(invoice: Mapping[str, Any], report: PaymentReport, moment: dt.datetim
         "processedEvents": _remember(status, report.event_id),
     }
     return Decision("applied", "payment failed", changes=changes,
-                    events=[("Warning", "PaymentFailed", f"Payment failed: {report.error_message}")])
+                    events=[Event("Warning", "PaymentFailed", f"Payment failed: {report.error_message}")])
 
 
 def match_problem(
     invoice: Mapping[str, Any], report: PaymentReport, namespace: str, integration: str | None
 ) -> str | None:
     """Why ``invoice`` must not take ``report`` (another integration or another object of the same name)."""
-    if integration is not None and (invoice.get("spec") or {}).get("integrationRef", {}).get("name") != integration:
+    if integration is not None and integration_ref_name(invoice.get("spec")) != integration:
         return f"invoice {namespace}/{invoice['metadata']['name']} belongs to another integration"
     if report.invoice_uid and invoice["metadata"].get("uid") != report.invoice_uid:
         return f"invoice {namespace}/{invoice['metadata']['name']} is not the one the payment link was made for"

@@ -10,11 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import kopf
+
+from fluxrate.decision import Event, backoff
+from fluxrate.models import integration_ref_name
+from fluxrate.operator import invoices
+from fluxrate.operator.events import post_events
+
+if TYPE_CHECKING:
+    from fluxrate.operator.runtime import Runtime
 
 Key = tuple[str, str]  # (namespace, integration name)
+RECONCILE_CONCURRENCY = 16  # invoices one integration's daemon reconciles at once (Stripe's limiter still rules)
+RENEW_ATTEMPTS = 4  # tries of a link renewal within one invoice event (Stripe unavailable), then reconciliation
+RECONCILE_ERROR_DELAY = 60.0  # before an invoice whose reconciliation raised is tried again (kopf's timer default)
+
+logger = logging.getLogger(__name__)
 
 
 def needs_reconciliation(status: Mapping[str, Any]) -> bool:
@@ -26,7 +42,7 @@ def needs_reconciliation(status: Mapping[str, Any]) -> bool:
 
 
 def integration_of(body: Mapping[str, Any]) -> str:
-    return str(((body.get("spec") or {}).get("integrationRef") or {}).get("name", ""))
+    return integration_ref_name(body.get("spec"))
 
 
 @dataclass
@@ -130,3 +146,77 @@ class KeyedLocks:
             users[0] -= 1
             if not users[0]:
                 del self._locks[key]
+
+
+# --- the reconciliation daemon of an integration --------------------------------------------------------------
+
+
+async def run_reconciliation(runtime: Runtime, namespace: str, name: str, stopped: kopf.DaemonStopped) -> None:
+    """Runs the reconciliation of this integration's Open invoices (and Paid ones whose link is still active),
+    each every ``reconcile_interval``, the first run spread over the interval (``invoice_event`` files them)."""
+    loop = asyncio.get_running_loop()
+    slots = asyncio.Semaphore(RECONCILE_CONCURRENCY)
+    with runtime.schedule.watching(namespace, name) as filed:
+        while not stopped:
+            due = runtime.schedule.take_due(namespace, name, loop.time())
+            if due:
+                await asyncio.gather(*(reconcile_due_invoice(runtime, body, slots) for body in due))
+                continue
+            filed.clear()
+            wait = min(runtime.schedule.next_at(namespace, name) - loop.time(), 1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(filed.wait(), max(wait, 0.0))
+
+
+async def renew_link(runtime: Runtime, body: Any, *, ask_stripe: bool = False) -> None:
+    """A payment failed (or reconciliation asks): replace the link if Stripe says it is used up. Event handlers
+    are not retried by kopf, so a Stripe hiccup is retried here a few times; reconciliation catches the rest,
+    and a restarted operator resumes a renewal from ``status.linkRequest`` (its initial listing)."""
+    meta = body["metadata"]
+    for attempt in range(RENEW_ATTEMPTS):
+        async with runtime.lock("invoice", meta["namespace"], meta["name"]):
+            latest = await runtime.kube.get_object("invoices", meta["namespace"], meta["name"])
+            if latest is None:
+                return
+            result = await runtime.invoices.renew_link(invoices.InvoiceObject.of(latest), ask_stripe=ask_stripe)
+        post_events(latest, result.events)
+        if result.retry_after is None:
+            return
+        if attempt + 1 < RENEW_ATTEMPTS:
+            await asyncio.sleep(backoff(result.retry_after, attempt, cap=30.0))
+    logger.warning("[%s/%s] Payment link renewal postponed to the next reconciliation: %s", meta["namespace"],
+                   meta["name"], result.retry_message)
+
+
+async def reconcile_invoice(runtime: Runtime, body: Any) -> None:
+    """Missed webhooks are caught: ask Stripe whether the link was paid; finish deactivations that failed."""
+    obj = invoices.InvoiceObject.of(body)
+    phase = obj.status.get("phase")
+    async with runtime.lock("invoice", obj.namespace, obj.name):
+        if phase == "Open":
+            decision = await runtime.invoices.find_missed_payment(obj)
+            events = decision.events if decision is not None and decision.outcome == "applied" else []
+            if events:
+                events = [Event(t, r, f"{m} Found by reconciliation: the webhook was missed.") for t, r, m in events]
+        else:
+            events = (await runtime.invoices.deactivate_if_needed(obj, None, "the invoice is paid")).events
+    post_events(body, events)
+    if phase == "Open" and not events:
+        # a link deactivated in the Stripe Dashboard, or a failure whose webhook was missed: renew it
+        await renew_link(runtime, body, ask_stripe=True)
+
+
+async def reconcile_due_invoice(runtime: Runtime, body: Any, slots: asyncio.Semaphore) -> None:
+    meta = body["metadata"]
+    loop = asyncio.get_running_loop()
+    delay = runtime.config.reconcile_interval
+    async with slots:
+        try:
+            await reconcile_invoice(runtime, body)
+        except Exception as exc:
+            delay = min(RECONCILE_ERROR_DELAY, runtime.config.reconcile_interval)
+            logger.exception("[%s/%s] Reconciliation failed; retrying in %s s.", meta["namespace"], meta["name"],
+                             delay)
+            kopf.exception(body, reason="ReconciliationFailed", message=f"Reconciliation failed: {exc}")
+    # like kopf's timers: the interval runs from the end of the previous run
+    runtime.schedule.reschedule(meta["namespace"], meta["name"], loop.time() + delay)

@@ -10,6 +10,8 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
+from fluxrate.models import integration_ref_name
+
 Key = tuple[str, str]  # (namespace, integration name)
 
 
@@ -19,7 +21,7 @@ def waits_for(spec: Mapping[str, Any], status: Mapping[str, Any]) -> str | None:
         return None
     if status.get("phase") in ("Paid", "Failed", "Void"):
         return None
-    return str((spec.get("integrationRef") or {}).get("name", ""))
+    return integration_ref_name(spec)
 
 
 class WaitingInvoices:

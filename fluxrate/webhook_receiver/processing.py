@@ -7,12 +7,13 @@ invoice status write returned (durable); anything that may have left the work un
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -20,7 +21,7 @@ from fluxrate import api_versions
 from fluxrate import conditions as cond
 from fluxrate.invoice_status import ConflictPersisted, InvoiceGone
 from fluxrate.kube import Kube, ObjectRef
-from fluxrate.payments import HANDLED_TYPES, apply_report, report_from_event
+from fluxrate.payments import HANDLED_TYPES, PaymentReport, apply_report, report_from_event
 from fluxrate.webhook_receiver.dedupe import RecentEvents
 from fluxrate.webhook_receiver.deliveries import DeliveryRecord, DeliveryRecorder
 from fluxrate.webhook_receiver.events import EventPoster
@@ -32,6 +33,13 @@ from fluxrate.webhook_receiver.verification import SignatureRejected, verify
 
 log = logging.getLogger(__name__)
 OFFLOAD_BYTES = 256 * 1024  # bodies (times secrets) above this are verified and parsed in a worker thread
+T = TypeVar("T")
+
+
+async def off_loop_if_large(size: int, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, in a worker thread when ``size`` is above OFFLOAD_BYTES (it would hold the loop)."""
+    call = functools.partial(fn, *args, **kwargs)
+    return await asyncio.to_thread(call) if size > OFFLOAD_BYTES else call()
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,7 @@ class DeliveryProcessor:
             self._signature_event(info, exc)
             return True, Answer(400, "signature_failed", exc.message)
 
-        event = await asyncio.to_thread(parse_event, d.body) if len(d.body) > OFFLOAD_BYTES else parse_event(d.body)
+        event = await off_loop_if_large(len(d.body), parse_event, d.body)
         if event is None:
             return True, Answer(400, "ignored", "the body is not a JSON Stripe event")
         version = event.get("api_version") if isinstance(event.get("api_version"), str) else None
@@ -174,19 +182,25 @@ class DeliveryProcessor:
         if not report.invoice_id:
             return True, Answer(200, "unmatched", "no fluxrate invoice_id in the metadata", **base)
 
+        return True, await self._apply(d, event, report, base)
+
+    async def _apply(
+        self, d: Delivery, event: Mapping[str, Any], report: PaymentReport, base: dict[str, Any]
+    ) -> Answer:
+        """Apply a verified event's payment report to its invoice, and post the Events about it."""
         try:
             decision, invoice = await apply_report(self.kube, d.namespace, report, integration=d.integration)
         except InvoiceGone:
-            return True, Answer(200, "unmatched", f"invoice {report.invoice_id} was deleted", **base)
+            return Answer(200, "unmatched", f"invoice {report.invoice_id} was deleted", **base)
         except ConflictPersisted:
-            return True, Answer(503, "error", "the invoice kept changing; Stripe will redeliver", **base)
+            return Answer(503, "error", "the invoice kept changing; Stripe will redeliver", **base)
         except ApiException as exc:
             log.warning("writing invoice %s/%s failed: HTTP %s", d.namespace, report.invoice_id, exc.status)
-            return True, Answer(503, "error", f"the Kubernetes API answered {exc.status}; Stripe will redeliver",
+            return Answer(503, "error", f"the Kubernetes API answered {exc.status}; Stripe will redeliver",
                                 **base)
         except TRANSIENT_ERRORS as exc:
             log.warning("writing invoice %s/%s failed: %s", d.namespace, report.invoice_id, type(exc).__name__)
-            return True, Answer(503, "error", "the Kubernetes API is unavailable; Stripe will redeliver", **base)
+            return Answer(503, "error", "the Kubernetes API is unavailable; Stripe will redeliver", **base)
 
         name = invoice["metadata"]["name"] if invoice else None
         ref = ObjectRef(kind="Invoice", namespace=d.namespace, name=name, uid=invoice["metadata"].get("uid")
@@ -200,16 +214,13 @@ class DeliveryProcessor:
                 self.events.post(ref, "WebhookDelivery",
                                  f"Stripe event {event['type']} {event['id']}: {decision.outcome} ({decision.reason}).",
                                  at_most_every=self.settings.signature_event_interval)
-        return True, Answer(200, decision.outcome, None if decision.outcome == "applied" else decision.reason,
+        return Answer(200, decision.outcome, None if decision.outcome == "applied" else decision.reason,
                             invoice=name, **base)
 
     async def _check(self, d: Delivery, secrets: tuple[str, ...]) -> None:
-        args = (d.body, d.signature, secrets)
-        kwargs = {"tolerance": self.settings.signature_tolerance, "now": self.wall_clock()}
-        if len(d.body) * max(len(secrets), 1) > OFFLOAD_BYTES:  # hashing a large body would hold the loop
-            await asyncio.to_thread(verify, *args, **kwargs)
-        else:
-            verify(*args, **kwargs)
+        """The one verification call, for small and large bodies alike (hashing is per secret)."""
+        await off_loop_if_large(len(d.body) * max(len(secrets), 1), verify, d.body, d.signature, secrets,
+                                tolerance=self.settings.signature_tolerance, now=self.wall_clock())
 
     async def _verify(self, d: Delivery, info: IntegrationInfo) -> IntegrationInfo:
         """The integration as verified (refreshed after a miss, so a rotated secret works at once)."""
