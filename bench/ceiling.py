@@ -7,7 +7,7 @@ Kubernetes write); (c) the receiver applying new payments (verify + match + stat
 (c)'s rate, the time from each delivery being due to a watch on the sandbox API seeing its invoice Paid.
 
 ``bench_ceiling_real`` takes (c), (d) and webhook -> Paid the same way with the real kube-apiserver
-(``fluxrate.sandbox.real_kube``) in place of the emulator: the receiver's $KUBECONFIG points at it, (d)'s patches
+(``fluxrate_sandbox.real_kube``) in place of the emulator: the receiver's $KUBECONFIG points at it, (d)'s patches
 go to it, the invoices are seeded and watched there.
 """
 
@@ -28,8 +28,8 @@ from bench.webhook_load import Delivery, as_requests, deliveries, forged, ignore
 from fluxrate import API_GROUP, API_VERSION, WEBHOOK_PATH_PREFIX
 from fluxrate.kube import Kube
 from fluxrate.payments import decide, report_from_event
-from fluxrate.sandbox.real_kube import RealKube
-from fluxrate.sandbox.stack import Sandbox
+from fluxrate_sandbox.real_kube import RealKube
+from fluxrate_sandbox.stack import Sandbox
 
 Profiler = Callable[[str, int], Awaitable[None]]  # (cell name, pid of the process under test)
 
@@ -72,6 +72,36 @@ def _row(name: str, result: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"cell": name, **{k: result[k] for k in keep}, **extra}
 
 
+Runner = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def _runner(work: Path, profiler: Profiler | None, prefix: str = "") -> Runner:
+    """The load generator for one cell, with the profiler attached to the process under test when asked."""
+    async def run(name: str, url: str, requests: list[dict[str, Any]], pid: int, **options: Any) -> dict[str, Any]:
+        async def attach(_: int) -> None:
+            if profiler is not None:
+                await profiler(f"{prefix}{name}", pid)
+        return await generate(url, requests, work / name, on_start=attach, **options)
+    return run
+
+
+async def _webhook_to_paid(run: Runner, server: Any, base: str, path: str, pid: int, namespace: str, tenant: Any,
+                           late_set: list[OpenInvoice], rate: float, sizes: CeilingSizes) -> dict[str, Any]:
+    """Payments sent at ``rate`` in an open loop; how long each took to show Paid in a watch of ``server``."""
+    paid = deliveries([paid_session_event(inv) for inv in late_set], tenant.signing_secret, "applied")
+    async with first_seen(server, namespace, is_paid) as watched:
+        result = await run("latency", base, as_requests(path, paid), pid, rate=rate,
+                           concurrency=sizes.latency_connections, duration=sizes.latency_s + 5)
+        await watched.wait(result["count"], 10)
+    seen = watched.at
+    to_paid = [seen[inv.name] - sent for inv, sent in zip(late_set, result["sent_at"], strict=True)
+               if sent is not None and inv.name in seen]
+    return {"rate_per_s": rate, "deliveries": result["count"], "paid_seen": len(to_paid),
+            "unexpected": result["unexpected"],
+            "delivery_answer": {k: result[k] for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
+            "webhook_to_paid": latency_summary(to_paid, result["wall_s"])}
+
+
 async def bench_ceiling(sandbox: Sandbox, kube: Kube, state_dir: Path, sizes: CeilingSizes,
                         profiler: Profiler | None = None) -> dict[str, Any]:
     namespace = "bench-ceiling"
@@ -85,11 +115,7 @@ async def bench_ceiling(sandbox: Sandbox, kube: Kube, state_dir: Path, sizes: Ce
     work = state_dir / "ceiling"
     closed = {"concurrency": sizes.concurrency, "duration": sizes.cell_s}
 
-    async def run(name: str, url: str, requests: list[dict[str, Any]], pid: int, **options: Any) -> dict[str, Any]:
-        async def attach(_: int) -> None:
-            if profiler is not None:
-                await profiler(name, pid)
-        return await generate(url, requests, work / name, on_start=attach, **options)
+    run = _runner(work, profiler)
 
     ignored = as_requests(path, deliveries([ignored_event(i) for i in range(400)], tenant.signing_secret,
                                            ("ignored", "unmatched")))
@@ -118,18 +144,8 @@ async def bench_ceiling(sandbox: Sandbox, kube: Kube, state_dir: Path, sizes: Ce
         rate = max(1.0, round(rows["c"]["per_s"] / 2, 1))
         count = int(rate * sizes.latency_s)
         late_set = seed_open_invoices(sandbox, tenant, "inv-l", count)
-        paid = deliveries([paid_session_event(inv) for inv in late_set], tenant.signing_secret, "applied")
-        async with first_seen(sandbox, namespace, is_paid) as watched:
-            result = await run("latency", base, as_requests(path, paid), pid, rate=rate,
-                               concurrency=sizes.latency_connections, duration=sizes.latency_s + 5)
-            await watched.wait(result["count"], 10)
-        seen = watched.at
-        to_paid = [seen[inv.name] - sent for inv, sent in zip(late_set, result["sent_at"], strict=True)
-                   if sent is not None and inv.name in seen]
-        latency = {"rate_per_s": rate, "of_c_per_s": rows["c"]["per_s"], "deliveries": result["count"],
-                   "paid_seen": len(to_paid), "unexpected": result["unexpected"],
-                   "delivery_answer": {k: result[k] for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
-                   "webhook_to_paid": latency_summary(to_paid, result["wall_s"])}
+        latency = await _webhook_to_paid(run, sandbox, base, path, pid, namespace, tenant, late_set, rate, sizes)
+        latency["of_c_per_s"] = rows["c"]["per_s"]
 
     def ratio(x: str, y: str) -> float | None:
         a, b = rows[x]["per_s"], rows[y]["per_s"]
@@ -154,11 +170,7 @@ async def bench_ceiling_real(sandbox: Sandbox, real: RealKube, kube: Kube, state
     work = state_dir / "ceiling-real"
     closed = {"concurrency": sizes.concurrency, "duration": sizes.cell_s}
 
-    async def run(name: str, url: str, requests: list[dict[str, Any]], pid: int, **options: Any) -> dict[str, Any]:
-        async def attach(_: int) -> None:
-            if profiler is not None:
-                await profiler(f"real-{name}", pid)
-        return await generate(url, requests, work / name, on_start=attach, **options)
+    run = _runner(work, profiler, "real-")
 
     ignored = as_requests(path, deliveries([ignored_event(i) for i in range(20)], tenant.signing_secret,
                                            ("ignored", "unmatched")))
@@ -175,18 +187,8 @@ async def bench_ceiling_real(sandbox: Sandbox, real: RealKube, kube: Kube, state
         rate = max(1.0, round(rows["c"]["per_s"] / 2, 1))
         count = int(rate * sizes.latency_s)
         late_set, _ = await seed_open_invoices_real(real, tenant, "inv-l", count)
-        paid = deliveries([paid_session_event(inv) for inv in late_set], tenant.signing_secret, "applied")
-        async with first_seen(real, namespace, is_paid) as watched:
-            result = await run("latency", base, as_requests(path, paid), pid, rate=rate,
-                               concurrency=sizes.latency_connections, duration=sizes.latency_s + 5)
-            await watched.wait(result["count"], 10)
-        seen = watched.at
-        to_paid = [seen[inv.name] - sent for inv, sent in zip(late_set, result["sent_at"], strict=True)
-                   if sent is not None and inv.name in seen]
-        latency = {"rate_per_s": rate, "of_c_per_s": rows["c"]["per_s"], "deliveries": result["count"],
-                   "paid_seen": len(to_paid), "unexpected": result["unexpected"],
-                   "delivery_answer": {k: result[k] for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
-                   "webhook_to_paid": latency_summary(to_paid, result["wall_s"])}
+        latency = await _webhook_to_paid(run, real, base, path, pid, namespace, tenant, late_set, rate, sizes)
+        latency["of_c_per_s"] = rows["c"]["per_s"]
 
     c, d = rows["c"]["per_s"], rows["d"]["per_s"]
     return {"setup_s": setup_s, "rows": [rows["c"], rows["d"]],

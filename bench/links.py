@@ -25,11 +25,11 @@ from bench.proc import cpu_seconds, peak_rss_mib, rss_mib
 from bench.stats import latency_summary
 from bench.watch import first_seen, is_open
 from fluxrate import API_GROUP, API_VERSION
-from fluxrate.demo.flow import ROOT_EXAMPLES, apply, condition, load_documents
 from fluxrate.kube import Kube
-from fluxrate.sandbox.processes import process, wait_for
-from fluxrate.sandbox.real_kube import RealKube, collection_path
-from fluxrate.sandbox.stack import Sandbox
+from fluxrate_sandbox.demo.flow import ROOT_EXAMPLES, apply, condition, load_documents
+from fluxrate_sandbox.processes import process, wait_for
+from fluxrate_sandbox.real_kube import RealKube, collection_path
+from fluxrate_sandbox.stack import Sandbox
 
 STRIPE_TEST_RATE = 25.0  # the stand-in's (and Stripe's) test-mode limit, and the operator's default budget
 Obj = dict[str, Any]

@@ -32,12 +32,12 @@ from bench.tenant import Tenant, create_tenant, seed_open_invoices
 from bench.watch import is_open
 from bench.webhook_load import Delivery, as_requests, deliveries, forged, ignored_event, paid_session_event, sign
 from fluxrate import API_GROUP, API_VERSION, WEBHOOK_PATH_PREFIX
-from fluxrate.demo.flow import apply, condition
 from fluxrate.kube import Kube
 from fluxrate.payments import apply_report, report_from_object
-from fluxrate.sandbox.processes import WaitTimeout, process, wait_for
-from fluxrate.sandbox.stack import Sandbox
 from fluxrate.webhook_receiver.settings import ReceiverSettings
+from fluxrate_sandbox.demo.flow import apply, condition
+from fluxrate_sandbox.processes import WaitTimeout, process, wait_for
+from fluxrate_sandbox.stack import Sandbox
 
 API = f"{API_GROUP}/{API_VERSION}"
 OPERATOR_TARGET_MIB = 250.0

@@ -23,11 +23,11 @@ import fluxrate.webhook_receiver.processing as processing
 from bench.tenant import create_tenant, seed_open_invoices
 from bench.webhook_load import deliveries, paid_session_event, sign
 from fluxrate.kube import Kube
-from fluxrate.sandbox.stack import running_sandbox
 from fluxrate.webhook_receiver.logs import DELIVERY_LOGGER, configure_logging
 from fluxrate.webhook_receiver.processing import Delivery, DeliveryProcessor
 from fluxrate.webhook_receiver.runner import running_receiver
 from fluxrate.webhook_receiver.settings import ReceiverSettings
+from fluxrate_sandbox.stack import running_sandbox
 
 
 @contextlib.contextmanager

@@ -27,8 +27,8 @@ from bench.memory import QUICK_MEMORY, MemorySizes, bench_memory
 from bench.profile import Profiles, py_spy
 from bench.report import RESULTS, machine, render, targets, write_json
 from fluxrate.kube import Kube
-from fluxrate.sandbox.real_kube import RealKubeUnavailable, realkube_binary, running_real_kube
-from fluxrate.sandbox.stack import Sandbox, running_sandbox
+from fluxrate_sandbox.real_kube import RealKubeUnavailable, realkube_binary, running_real_kube
+from fluxrate_sandbox.stack import Sandbox, running_sandbox
 
 SUITES = ("ceiling", "links", "memory")
 REAL_SUITES = ("ceiling", "links")  # memory is the emulator's only
@@ -121,7 +121,7 @@ async def run_real(args: argparse.Namespace, sandbox: Sandbox, state_dir: Path, 
     """The ceiling's (c), (d), webhook -> Paid, and link throughput with the real kube-apiserver (the sandbox still
     serves Stripe and SMTP). Started after the emulator's measures, so it does not share the cores with them."""
     out: dict[str, Any] = {"server": "kube-apiserver, etcd, kube-controller-manager (k8s.io/kubernetes v1.34.4, "
-                                     "fluxrate.sandbox.real_kube)", "suites": {}}
+                                     "fluxrate_sandbox.real_kube)", "suites": {}}
     started = time.perf_counter()
     async with running_real_kube(state_dir / "realkube") as real:
         out["start_s"] = round(time.perf_counter() - started, 1)

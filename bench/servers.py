@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 
 from bench.loadgen import TOKEN_ENV
-from fluxrate.sandbox.processes import free_port, process, wait_for
-from fluxrate.sandbox.stack import Sandbox
+from fluxrate_sandbox.processes import free_port, process, wait_for
+from fluxrate_sandbox.stack import Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 

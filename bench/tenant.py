@@ -16,8 +16,8 @@ from fluxrate import API_GROUP, API_VERSION
 from fluxrate.kube import Kube
 from fluxrate.models import InvoiceSpec, amount_due
 from fluxrate.operator.payment_links import link_metadata
-from fluxrate.sandbox.real_kube import RealKube, collection_path
-from fluxrate.sandbox.stack import Sandbox
+from fluxrate_sandbox.real_kube import RealKube, collection_path
+from fluxrate_sandbox.stack import Sandbox
 
 INTEGRATION = "bench-stripe"
 LINES = (("Subscription", 1, "199.00"), ("Seats", 3, "12.50"))  # 236.50 USD = 23650 minor units

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fluxrate import API_GROUP, API_VERSION
-from fluxrate.sandbox.real_kube import RealKube
-from fluxrate.sandbox.stack import Sandbox
+from fluxrate_sandbox.real_kube import RealKube
+from fluxrate_sandbox.stack import Sandbox
 
 Obj = dict[str, Any]
 

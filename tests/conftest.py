@@ -14,11 +14,11 @@ import pytest
 
 from fluxrate import API_GROUP, API_VERSION, crds
 from fluxrate.kube import Kube
-from fluxrate.sandbox.kube_server import KubeSandbox
-from fluxrate.sandbox.processes import WaitTimeout, wait_for
-from fluxrate.sandbox.real_kube import RealKube, RealKubeUnavailable, realkube_binary
-from fluxrate.sandbox.smtp_sink import SmtpSink
-from fluxrate.sandbox.stripe_standin import StripeStandin
+from fluxrate_sandbox.kube_server import KubeSandbox
+from fluxrate_sandbox.processes import WaitTimeout, wait_for
+from fluxrate_sandbox.real_kube import RealKube, RealKubeUnavailable, realkube_binary
+from fluxrate_sandbox.smtp_sink import SmtpSink
+from fluxrate_sandbox.stripe_standin import StripeStandin
 
 T = TypeVar("T")
 GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fluxrate import crds, models
-from fluxrate.sandbox.kube_schema import SchemaValidator, field_path
+from fluxrate_sandbox.kube_schema import SchemaValidator, field_path
 
 MODELS = {"Invoice": models.Invoice, "StripeIntegration": models.StripeIntegration}
 

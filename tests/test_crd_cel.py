@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from fluxrate import crds
-from fluxrate.sandbox.kube_cel import CelRules
+from fluxrate_sandbox.kube_cel import CelRules
 
 from .manifests import example
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fluxrate.kube import Kube, new_api_client
-from fluxrate.sandbox.kube_server import KubeSandbox
+from fluxrate_sandbox.kube_server import KubeSandbox
 
 
 async def test_api_server_proxy_comes_from_the_environment_once(kube: KubeSandbox,

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fluxrate.sandbox.real_kube import RealKubeUnavailable, realkube_binary
+from fluxrate_sandbox.real_kube import RealKubeUnavailable, realkube_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from fluxrate.chaos.hygiene import secret_hits
-from fluxrate.chaos.stack import Evidence
+from fluxrate_sandbox.chaos.hygiene import secret_hits
+from fluxrate_sandbox.chaos.stack import Evidence
 
 SECRET = "whsec_" + "Zx9" * 10
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fluxrate.sandbox.stripe_standin import StripeStandin
+from fluxrate_sandbox.stripe_standin import StripeStandin
 
 from ..conftest import eventually
 from ..operator.conftest import Cluster

@@ -1,7 +1,7 @@
 """On a kind cluster: build and load the image, helm install, apply examples/, pay through a signed webhook
 sent over a port-forward, see the invoice Paid, delete the integration and see its finalizer run.
 
-The Stripe API is the project's stand-in (fluxrate.sandbox.stripe_standin), served from this process on the
+The Stripe API is the project's stand-in (fluxrate_sandbox.stripe_standin), served from this process on the
 kind network's gateway so pods reach it; it knows the placeholder key of examples/01-secret.yaml.
 """
 
@@ -23,10 +23,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from fluxrate.sandbox.processes import free_port
-from fluxrate.sandbox.stack import EXAMPLE_SECRET_KEY
-from fluxrate.sandbox.stripe_standin import StripeStandin
-from fluxrate.sandbox.stripe_webhooks import sign_payload
+from fluxrate_sandbox.processes import free_port
+from fluxrate_sandbox.stack import EXAMPLE_SECRET_KEY
+from fluxrate_sandbox.stripe_standin import StripeStandin
+from fluxrate_sandbox.stripe_webhooks import sign_payload
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.prefix) / "bin"

@@ -13,8 +13,8 @@ from fluxrate import conditions as cond
 from fluxrate.kube import decode_secret_data
 from fluxrate.models import DEFAULT_ENABLED_EVENTS
 from fluxrate.operator.main import running_operator
-from fluxrate.sandbox.stripe_standin import StripeStandin
 from fluxrate.stripe_api import build_stripe_client, close_stripe_client
+from fluxrate_sandbox.stripe_standin import StripeStandin
 
 from ..conftest import eventually
 from .conftest import PUBLIC_BASE_URL, Cluster

@@ -12,8 +12,8 @@ from fluxrate.invoice_status import update_status
 from fluxrate.operator.main import running_operator
 from fluxrate.operator.settings import OperatorSettings, SmtpSettings
 from fluxrate.payments import apply_report, report_from_object
-from fluxrate.sandbox.smtp_sink import SmtpSink
-from fluxrate.sandbox.stripe_standin import StripeStandin
+from fluxrate_sandbox.smtp_sink import SmtpSink
+from fluxrate_sandbox.stripe_standin import StripeStandin
 
 from ..conftest import eventually
 from ..manifests import example
@@ -145,6 +145,37 @@ async def test_operator_restart_between_link_and_status_leaves_one_link_and_one_
         await asyncio.sleep(0.5)
     assert len(links_for(stripe_standin, obj["metadata"]["uid"])) == 1
     assert len(smtp_sink.messages) == 1
+
+
+def _resumed(caplog: pytest.LogCaptureFixture, names: set[str]) -> set[str]:
+    """The invoices whose resume handlers (run on each operator start) this operator finished, from kopf's log."""
+    return {getattr(r, "k8s_ref", {}).get("name") for r in caplog.records
+            if r.getMessage().startswith("Resuming is processed") and getattr(r, "k8s_ref", {}).get("name") in names}
+
+
+async def test_operator_restart_after_the_emails_sends_no_second_email(
+    kube, fast: OperatorSettings, cluster: Cluster, stripe_standin: StripeStandin, smtp_sink: SmtpSink,
+    namespace: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The ``sentAt`` guard: a restart reconciles every open invoice again, and must not email any a second time."""
+    names = {"sent-1", "sent-2", "sent-3"}
+    async with running_operator(fast):
+        await connect(cluster, stripe_standin, namespace)
+        for name in sorted(names):
+            await cluster.create(INV, namespace, invoice_body(name))
+        for name in names:
+            await cluster.wait_condition(INV, namespace, name, "CustomerNotified", status="True")
+        await smtp_sink.wait_for(3)
+    before = {name: (await cluster.get(INV, namespace, name))["status"]["notification"] for name in names}
+    assert all(n["sentAt"] for n in before.values())
+    caplog.clear()
+    async with running_operator(fast):
+        await eventually(lambda: _resumed(caplog, names), lambda done: done == names)
+        after = {name: (await cluster.get(INV, namespace, name))["status"] for name in names}
+    assert {s["phase"] for s in after.values()} == {"Open"}
+    assert {name: s["notification"] for name, s in after.items()} == before
+    assert len(smtp_sink.messages) == 3
+    assert len({m.message["Message-ID"] for m in smtp_sink.messages}) == 3
 
 
 async def test_fifty_invoices_at_once_stay_under_the_rate_limit(

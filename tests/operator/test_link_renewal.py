@@ -19,10 +19,10 @@ import pytest
 from fluxrate.operator.main import running_operator
 from fluxrate.operator.payment_links import build_payment_link_params, payment_link_idempotency_key
 from fluxrate.operator.settings import OperatorSettings
-from fluxrate.sandbox.smtp_sink import SmtpSink
-from fluxrate.sandbox.stripe_standin import PaymentLinkUnavailable, StripeStandin
 from fluxrate.stripe_api import build_stripe_client, close_stripe_client
 from fluxrate.webhook_receiver.runner import RunningReceiver, running_receiver
+from fluxrate_sandbox.smtp_sink import SmtpSink
+from fluxrate_sandbox.stripe_standin import PaymentLinkUnavailable, StripeStandin
 
 from ..conftest import eventually
 from ..receiver.conftest import receiver_settings

@@ -22,8 +22,8 @@ from fluxrate.operator.integrations import (
 )
 from fluxrate.operator.main import running_operator
 from fluxrate.operator.settings import OperatorSettings
-from fluxrate.sandbox.kube_server import KubeSandbox
-from fluxrate.sandbox.stripe_standin import StripeStandin
+from fluxrate_sandbox.kube_server import KubeSandbox
+from fluxrate_sandbox.stripe_standin import StripeStandin
 
 from ..conftest import eventually
 from .conftest import Cluster

@@ -22,10 +22,10 @@ import aiohttp
 
 from fluxrate import API_GROUP, API_VERSION
 from fluxrate import conditions as cond
-from fluxrate.sandbox.processes import FluxrateProcess, free_port, wait_for
-from fluxrate.sandbox.real_kube import KubeRequestError, RealKube
-from fluxrate.sandbox.smtp_sink import SmtpSink
-from fluxrate.sandbox.stripe_standin import StripeStandin
+from fluxrate_sandbox.processes import FluxrateProcess, free_port, wait_for
+from fluxrate_sandbox.real_kube import KubeRequestError, RealKube
+from fluxrate_sandbox.smtp_sink import SmtpSink
+from fluxrate_sandbox.stripe_standin import StripeStandin
 from tests.chart.conftest import render
 
 GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"

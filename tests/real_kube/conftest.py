@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fluxrate.sandbox.real_kube import RealKube
+from fluxrate_sandbox.real_kube import RealKube
 from tests.conftest import start_real_kube
 
 

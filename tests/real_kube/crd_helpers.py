@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fluxrate.sandbox.real_kube import RealKube
+from fluxrate_sandbox.real_kube import RealKube
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIRS = {"crds": ROOT / "crds", "chart-crds": ROOT / "charts" / "fluxrate" / "crds"}

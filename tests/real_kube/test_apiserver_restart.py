@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fluxrate.sandbox.processes import wait_for
-from fluxrate.sandbox.real_kube import RealKube
+from fluxrate_sandbox.processes import wait_for
+from fluxrate_sandbox.real_kube import RealKube
 from tests.real_kube.chart_stack import GROUP_VERSION, Obj, chart_stack
 from tests.real_kube.test_flow import connected, integration, invoice, is_open, secret
 

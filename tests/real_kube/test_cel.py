@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fluxrate.sandbox.real_kube import RealKube
+from fluxrate_sandbox.real_kube import RealKube
 
 from ..manifests import example
 from .crd_helpers import CRD_DIRS, crd_files, kubectl, kubectl_ok, load_crd, renamed_copy, rule_message, spec_rules

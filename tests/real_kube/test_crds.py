@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fluxrate.sandbox.real_kube import RealKube
+from fluxrate_sandbox.real_kube import RealKube
 from tests.chart.conftest import CHART, VALUE_SETS, by_kind, one, render, run_helm
 from tests.conftest import built_realkube
 

@@ -18,9 +18,9 @@ from fluxrate import conditions as cond
 from fluxrate import webhook_url
 from fluxrate.kube import Kube, ObjectRef
 from fluxrate.models import DEFAULT_ENABLED_EVENTS
-from fluxrate.sandbox.processes import wait_for
-from fluxrate.sandbox.real_kube import RealKube
 from fluxrate.stripe_api import build_stripe_client, close_stripe_client
+from fluxrate_sandbox.processes import wait_for
+from fluxrate_sandbox.real_kube import RealKube
 from tests.real_kube.chart_stack import GROUP_VERSION, Obj, Stack, chart_stack, forbidden
 
 pytestmark = pytest.mark.timeout(300)

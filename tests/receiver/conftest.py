@@ -22,11 +22,11 @@ from fluxrate import API_GROUP, API_VERSION
 from fluxrate.kube import Kube
 from fluxrate.models import DEFAULT_ENABLED_EVENTS, AfterCompletion, InvoiceSpec, amount_due
 from fluxrate.operator.payment_links import build_payment_link_params, payment_link_idempotency_key
-from fluxrate.sandbox.kube_server import KubeSandbox
-from fluxrate.sandbox.stripe_standin import StripeStandin
 from fluxrate.stripe_api import build_stripe_client, close_stripe_client
 from fluxrate.webhook_receiver.runner import RunningReceiver, running_receiver
 from fluxrate.webhook_receiver.settings import ReceiverSettings
+from fluxrate_sandbox.kube_server import KubeSandbox
+from fluxrate_sandbox.stripe_standin import StripeStandin
 
 from ..conftest import secret_manifest
 

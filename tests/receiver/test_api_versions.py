@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from fluxrate import api_versions
-from fluxrate.sandbox.stripe_standin import StripeStandin
+from fluxrate_sandbox.stripe_standin import StripeStandin
 
 from ..conftest import eventually
 from .conftest import ALL_EVENTS, Bench

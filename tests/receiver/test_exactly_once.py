@@ -70,3 +70,33 @@ async def test_redelivery_after_restart_is_a_duplicate_from_the_invoice_itself(b
     code, answer = await bench.send(event)
     assert (code, answer["outcome"]) == (200, "duplicate")
     assert (await bench.invoice_status("inv-1"))["processedEvents"] == [event["id"]]
+
+
+async def test_redelivered_payment_failed_gives_one_last_payment_error_and_one_event(bench: Bench) -> None:
+    """A failure event delivered three times, the last one to a fresh replica: one record, one PaymentFailed."""
+    await bench.integration()
+    _, link = await bench.invoice("inv-1")
+    failed = bench.event("payment_intent.payment_failed", {
+        "id": "pi_failed_1", "object": "payment_intent", "amount": 23650, "amount_received": 0, "currency": "usd",
+        "livemode": False, "metadata": link["metadata"], "status": "requires_payment_method",
+        "last_payment_error": {"code": "card_declined", "message": "Your card was declined."}})
+    outcomes = [(await bench.send(failed))[1]["outcome"] for _ in range(2)]
+    first = await bench.invoice_status("inv-1")
+    bench.running.receiver.recent = type(bench.running.receiver.recent)()  # as a fresh replica
+    bench.running.receiver.processor.recent = bench.running.receiver.recent
+    code, answer = await bench.send(failed)
+    outcomes.append(answer["outcome"])
+    assert code == 200
+    assert outcomes == ["applied", "duplicate", "duplicate"]
+
+    status = await bench.invoice_status("inv-1")
+    assert status["phase"] == "Open"
+    assert status["lastPaymentError"] == first["lastPaymentError"]  # written once, not rewritten by a redelivery
+    assert status["lastPaymentError"]["eventId"] == failed["id"]
+    assert status["lastPaymentError"]["code"] == "card_declined"
+    assert status["processedEvents"] == [failed["id"]]
+
+    await bench.running.receiver.events.drain()
+    events = await bench.kube.core.list_namespaced_event(bench.namespace)
+    payment_failed = [e for e in events.items if e.reason == "PaymentFailed" and e.involved_object.name == "inv-1"]
+    assert len(payment_failed) == 1 and payment_failed[0].count == 1

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from fluxrate.sandbox.stripe_standin import StripeStandin
+from fluxrate_sandbox.stripe_standin import StripeStandin
 
 from ..conftest import eventually
 from .conftest import Bench

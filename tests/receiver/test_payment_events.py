@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from fluxrate.sandbox.stripe_standin import StripeStandin
+from fluxrate_sandbox.stripe_standin import StripeStandin
 
 from ..conftest import eventually
 from .conftest import Bench

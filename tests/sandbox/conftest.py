@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from fluxrate.sandbox.kube_kopf import kopf_peering_crds, kopf_peering_object
-from fluxrate.sandbox.kube_server import KubeSandbox, _documents
-from fluxrate.sandbox.real_kube import KubeRequestError, RealKube, collection_path
+from fluxrate_sandbox.kube_kopf import kopf_peering_crds, kopf_peering_object
+from fluxrate_sandbox.kube_server import KubeSandbox, _documents
+from fluxrate_sandbox.real_kube import KubeRequestError, RealKube, collection_path
 
 REPO = Path(__file__).resolve().parents[2]
 BACKENDS = ("emulator", "real")

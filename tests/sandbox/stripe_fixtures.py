@@ -11,8 +11,8 @@ import pytest
 import stripe
 from aiohttp import web
 
-from fluxrate.sandbox.stripe_standin import StripeStandin
 from fluxrate.stripe_api import build_stripe_client, close_stripe_client
+from fluxrate_sandbox.stripe_standin import StripeStandin
 
 
 @dataclass

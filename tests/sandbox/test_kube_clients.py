@@ -18,7 +18,7 @@ from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio import watch as k8s_watch
 
-from fluxrate.sandbox.kube_server import KubeSandbox
+from fluxrate_sandbox.kube_server import KubeSandbox
 from tests.sandbox.conftest import REPO, WIDGET_API, WIDGET_CRD, Backend, until, widget
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
@@ -212,7 +212,7 @@ def test_threaded_sandbox_serves_synchronous_callers(tmp_path: Path) -> None:
     import ssl
     import urllib.request
 
-    from fluxrate.sandbox.kube_server import ThreadedKubeSandbox
+    from fluxrate_sandbox.kube_server import ThreadedKubeSandbox
 
     runner = ThreadedKubeSandbox(state_dir=tmp_path / "threaded")
     with runner as kube:
@@ -227,7 +227,7 @@ def test_threaded_sandbox_serves_synchronous_callers(tmp_path: Path) -> None:
 
 @pytest.mark.emulator_only  # the emulator's own entry point
 async def test_run_kube_sandbox_serves_until_cancelled(tmp_path: Path) -> None:
-    from fluxrate.sandbox.kube_server import run_kube_sandbox
+    from fluxrate_sandbox.kube_server import run_kube_sandbox
 
     (tmp_path / "crds").mkdir()
     (tmp_path / "crds" / "widgets.yaml").write_text(yaml.safe_dump(WIDGET_CRD))

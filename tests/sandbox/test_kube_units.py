@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fluxrate.sandbox.kube_cel import CelRules
-from fluxrate.sandbox.kube_paths import merge_patch, parse_path
-from fluxrate.sandbox.kube_resources import human_duration
-from fluxrate.sandbox.kube_schema import SchemaValidator, apply_defaults, prune
-from fluxrate.sandbox.kube_selectors import (
+from fluxrate_sandbox.kube_cel import CelRules
+from fluxrate_sandbox.kube_paths import merge_patch, parse_path
+from fluxrate_sandbox.kube_resources import human_duration
+from fluxrate_sandbox.kube_schema import SchemaValidator, apply_defaults, prune
+from fluxrate_sandbox.kube_selectors import (
     SelectorError,
     compile_jsonpath,
     labels_match,

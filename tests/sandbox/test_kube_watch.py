@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from fluxrate.sandbox.kube_server import KubeSandbox
+from fluxrate_sandbox.kube_server import KubeSandbox
 from tests.sandbox.conftest import Backend, widget
 
 MERGE = {"Content-Type": "application/merge-patch+json"}

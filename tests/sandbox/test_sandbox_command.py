@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fluxrate.sandbox.stack import EXAMPLE_SECRET_KEY
+from fluxrate_sandbox.stack import EXAMPLE_SECRET_KEY
 from tests.conftest import built_realkube
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +88,7 @@ def test_kubectl_applies_gets_and_deletes_the_examples(sandbox_process: Path) ->
 
 def test_operator_and_receiver_run_from_the_env_file(tmp_path: Path, kube_flag: list[str]) -> None:
     """docs/sandbox.md: `. sandbox.env` then `fluxrate operator` and `fluxrate receiver` in other shells."""
-    from fluxrate.sandbox.processes import free_port
+    from fluxrate_sandbox.processes import free_port
 
     port = free_port()
     state = tmp_path / "state"

@@ -3,7 +3,7 @@ from email.message import EmailMessage
 import aiosmtplib
 import pytest
 
-from fluxrate.sandbox.smtp_sink import SmtpSink
+from fluxrate_sandbox.smtp_sink import SmtpSink
 
 
 def _message(to: str) -> EmailMessage:

@@ -8,8 +8,8 @@ import time
 import pytest
 import stripe
 
-from fluxrate.sandbox.stripe_standin import StripeStandin
 from fluxrate.stripe_api import build_stripe_client, close_stripe_client
+from fluxrate_sandbox.stripe_standin import StripeStandin
 from tests.sandbox.stripe_fixtures import account, client, link_params, receiver, standin
 
 __all__ = ["account", "client", "receiver", "standin"]
@@ -364,7 +364,7 @@ async def test_concurrent_requests_with_same_idempotency_key_create_one_link(
 
 
 def test_run_standin_serves_the_demo_key() -> None:
-    from fluxrate.sandbox.stripe_standin import DEMO_TEST_KEY, run_standin
+    from fluxrate_sandbox.stripe_standin import DEMO_TEST_KEY, run_standin
 
     async def main() -> str:
         ready: asyncio.Future[StripeStandin] = asyncio.get_running_loop().create_future()

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from stripe._encode import _api_encode
 
-from fluxrate.sandbox.stripe_objects import decode_form, mask_key
+from fluxrate_sandbox.stripe_objects import decode_form, mask_key
 
 keys = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8)
 scalars = st.text(min_size=0, max_size=12) | st.integers(-10**6, 10**6).map(str)

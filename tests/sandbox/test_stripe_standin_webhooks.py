@@ -8,7 +8,7 @@ import time
 import pytest
 import stripe
 
-from fluxrate.sandbox.stripe_standin import PaymentLinkUnavailable, StripeStandin
+from fluxrate_sandbox.stripe_standin import PaymentLinkUnavailable, StripeStandin
 from tests.sandbox.stripe_fixtures import Receiver, account, client, link_params, receiver, standin
 
 __all__ = ["account", "client", "receiver", "standin"]

@@ -19,9 +19,9 @@ from jsonschema import Draft202012Validator
 from fluxrate.models import DEFAULT_ENABLED_EVENTS, AfterCompletion, InvoiceSpec
 from fluxrate.operator.integrations import build_webhook_endpoint_params
 from fluxrate.operator.payment_links import build_payment_link_params, payment_link_idempotency_key
-from fluxrate.sandbox.stripe_objects import EVENT_TYPES
-from fluxrate.sandbox.stripe_standin import StripeStandin
 from fluxrate.stripe_api import build_stripe_client, close_stripe_client
+from fluxrate_sandbox.stripe_objects import EVENT_TYPES
+from fluxrate_sandbox.stripe_standin import StripeStandin
 from tests.manifests import example
 from tests.sandbox.stripe_fixtures import Receiver, account, client, link_params, receiver, standin
 from tests.stripe_openapi import stripe_schema
@@ -308,7 +308,7 @@ def _strings(node: ast.expr) -> set[str]:
 
 def test_every_error_code_the_stand_in_can_send_is_documented() -> None:
     """Also the codes of paths no test takes: read from the stand-in's source."""
-    sources = sorted((REPO / "fluxrate" / "sandbox").glob("stripe_*.py"))
+    sources = sorted((REPO / "sandbox" / "fluxrate_sandbox").glob("stripe_*.py"))
     codes = {code: path.name for path in sources for code in _error_codes_in(path)}
     assert {"card_declined", "resource_missing", "parameter_missing"} <= set(codes)
     assert {code: where for code, where in codes.items() if code not in stripe_schema.error_codes()} == {}

@@ -1,3 +1,0 @@
-from fluxrate.chaos.runner import main
-
-raise SystemExit(main())

@@ -1,0 +1,3 @@
+from fluxrate_sandbox.chaos.runner import main
+
+raise SystemExit(main())
