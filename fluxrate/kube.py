@@ -98,13 +98,8 @@ class Kube:
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         """Decoded data of a Secret, or None when it does not exist."""
-        try:
-            secret = await self.core.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return decode_secret_data(secret)
+        found = await self.read_secret_and_labels(namespace, name)
+        return None if found is None else found[0]
 
     async def read_secret_and_labels(
         self, namespace: str, name: str

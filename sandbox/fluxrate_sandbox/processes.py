@@ -44,6 +44,20 @@ async def wait_for(what: str, probe: Callable[[], Awaitable[T] | T], check: Call
         await asyncio.sleep(interval)
 
 
+async def wait_http_ok(what: str, url: str, timeout: float = 60.0) -> None:
+    """Poll ``url`` until it answers 200 (a process's /readyz), naming ``what`` when it does not in time."""
+    import aiohttp
+
+    async def status() -> int:
+        try:
+            async with aiohttp.ClientSession() as http, http.get(url) as answer:
+                return answer.status
+        except aiohttp.ClientError:
+            return 0
+
+    await wait_for(what, status, lambda code: code == 200, timeout=timeout)
+
+
 class FluxrateProcess:
     """``python -m fluxrate <args>`` with ``env``; stdout and stderr appended to ``log_file`` across restarts."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fluxrate import crds
 from fluxrate_sandbox.kube_server import KubeSandbox
-from fluxrate_sandbox.real_kube import RealKube
+from fluxrate_sandbox.real_kube import RealKube, running_real_kube
 from fluxrate_sandbox.smtp_sink import SmtpSink
 from fluxrate_sandbox.stripe_standin import DEMO_TEST_KEY, StripeStandin
 
@@ -77,10 +77,5 @@ async def _kube(backend: str, host: str, port: int, state_dir: Path) -> AsyncIte
         return
     if backend != "real":
         raise ValueError(f"unknown Kubernetes backend {backend!r}: use one of {', '.join(KUBE_BACKENDS)}")
-    real = RealKube(state_dir, host=host, port=port)
-    await asyncio.to_thread(real.start)
-    try:
-        await real.apply_crds(crds.crds_dir())
+    async with running_real_kube(state_dir, host=host, port=port) as real:
         yield real
-    finally:
-        await asyncio.to_thread(real.stop)

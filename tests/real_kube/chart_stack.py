@@ -18,11 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from fluxrate import API_GROUP, API_VERSION
 from fluxrate import conditions as cond
-from fluxrate_sandbox.processes import FluxrateProcess, free_port, wait_for
+from fluxrate_sandbox.processes import FluxrateProcess, free_port, wait_for, wait_http_ok
 from fluxrate_sandbox.real_kube import KubeRequestError, RealKube
 from fluxrate_sandbox.smtp_sink import SmtpSink
 from fluxrate_sandbox.stripe_standin import StripeStandin
@@ -205,21 +203,10 @@ async def chart_stack(kube: RealKube, values: dict[str, Any], state_dir: Path,
         for proc in [*operators, receiver]:
             await proc.start()
         try:
-            await receiver_ready(stack.receiver_base)
+            await wait_http_ok("the receiver to be ready", f"{stack.receiver_base}/readyz")
             yield stack
         finally:
             await asyncio.gather(*(p.stop() for p in [*operators, receiver]))
-
-
-async def receiver_ready(base: str) -> None:
-    async def ready() -> int:
-        try:
-            async with aiohttp.ClientSession() as http, http.get(f"{base}/readyz") as answer:
-                return answer.status
-        except aiohttp.ClientError:
-            return 0
-
-    await wait_for("the receiver to be ready", ready, lambda status: status == 200, timeout=60)
 
 
 async def forbidden(kube: RealKube, token: str, method: str, path: str, body: Any = None) -> bool:

@@ -8,14 +8,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import yaml
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from fluxrate import conditions as cond
 from fluxrate.kube import Kube
 from fluxrate_sandbox.demo.narrator import Narrator
-from fluxrate_sandbox.processes import WaitTimeout, free_port, process, wait_for
+from fluxrate_sandbox.processes import WaitTimeout, free_port, process, wait_for, wait_http_ok
 from fluxrate_sandbox.real_kube import RealKubeUnavailable
 from fluxrate_sandbox.stack import Sandbox, running_sandbox
 
@@ -112,14 +111,7 @@ async def _demo(say: Narrator, state_dir: Path, namespace: str, keep: bool, exam
 
 async def _flow(say: Narrator, sandbox: Sandbox, kube: Kube, namespace: str, examples: Path, operator_pid: int,
                 receiver_pid: int, public_base_url: str, stripe_api_key: str | None) -> None:
-    async def ready() -> int:
-        try:
-            async with aiohttp.ClientSession() as http, http.get(f"{public_base_url}/readyz") as answer:
-                return answer.status
-        except aiohttp.ClientError:
-            return 0
-
-    await wait_for("the receiver to be ready", ready, lambda status: status == 200)
+    await wait_http_ok("the receiver to be ready", f"{public_base_url}/readyz")
     say.ok(f"operator pid {operator_pid}; receiver pid {receiver_pid} ready at {public_base_url}")
 
     say.step(f"Applying {examples}/ to namespace {namespace}")
