@@ -40,6 +40,12 @@ def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     return "\n".join(out)
 
 
+def ceiling_table(title: str, rows: list[dict[str, Any]]) -> str:
+    return table(title, ["cell", "conc", "count", "RPS", "p50_ms", "p99_ms", "outcomes", "unexpected"],
+                 [[r["cell"], r["concurrency"], r["count"], r["per_s"], r["p50_ms"], r["p99_ms"],
+                   " ".join(f"{k}:{v}" for k, v in r["outcomes"].items()), r["unexpected"]] for r in rows])
+
+
 def write_json(name: str, data: dict[str, Any], results: Path = RESULTS) -> Path:
     results.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -101,11 +107,8 @@ def render(data: dict[str, Any]) -> str:
     suites = data["suites"]
     if "ceiling" in suites:
         ceiling = suites["ceiling"]
-        parts.append(table("1. Receiver ceiling: one load generator process, closed loop, keep-alive",
-                           ["cell", "conc", "count", "RPS", "p50_ms", "p99_ms", "outcomes", "unexpected"],
-                           [[r["cell"], r["concurrency"], r["count"], r["per_s"], r["p50_ms"], r["p99_ms"],
-                             " ".join(f"{k}:{v}" for k, v in r["outcomes"].items()), r["unexpected"]]
-                            for r in ceiling["rows"]]))
+        parts.append(ceiling_table("1. Receiver ceiling: one load generator process, closed loop, keep-alive",
+                                   ceiling["rows"]))
         parts.append(f"ratios: b/a {ceiling['ratios']['b/a']}, c/d {ceiling['ratios']['c/d']}")
         cost = ceiling.get("receiver_cost")
         if cost:
@@ -157,11 +160,7 @@ def _real(real: dict[str, Any], emulator: dict[str, Any]) -> str:
     compare: list[list[Any]] = []
     if "ceiling" in suites:
         ceiling = suites["ceiling"]
-        parts.append(table("5.1 Receiver ceiling on the real server: closed loop, keep-alive",
-                           ["cell", "conc", "count", "RPS", "p50_ms", "p99_ms", "outcomes", "unexpected"],
-                           [[r["cell"], r["concurrency"], r["count"], r["per_s"], r["p50_ms"], r["p99_ms"],
-                             " ".join(f"{k}:{v}" for k, v in r["outcomes"].items()), r["unexpected"]]
-                            for r in ceiling["rows"]]))
+        parts.append(ceiling_table("5.1 Receiver ceiling on the real server: closed loop, keep-alive", ceiling["rows"]))
         lat = ceiling["latency"]
         paid = lat["webhook_to_paid"]
         parts.append(f"c/d {ceiling['ratios']['c/d']} (invoices seeded in {ceiling['setup_s']} s); webhook -> Paid "
