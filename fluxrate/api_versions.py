@@ -13,6 +13,7 @@ not read until fluxrate is upgraded.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -37,6 +38,7 @@ VERSION_MAX_LENGTH = 64
 _VERSION = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:\.([a-z]+))?$")
 
 
+@functools.lru_cache(maxsize=64)  # asked on every handled delivery, about a handful of distinct versions
 def parse(version: str | None) -> tuple[dt.date, str | None] | None:
     """(date, release name) of ``2025-03-31.basil`` / ``2020-08-27``; None when it is not a Stripe version."""
     match = _VERSION.match(version or "")
