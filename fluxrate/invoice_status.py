@@ -16,15 +16,23 @@ from fluxrate.kube import Kube
 
 PLURAL = "invoices"
 
-# Where each phase may go. Paid is final; a payment Stripe reported is recorded even on a Void invoice.
+# Where each phase may go. A payment Stripe reported is recorded even on a Void invoice, and a paid invoice never
+# goes back to being payable: Paid and Refunded only move between each other (a full refund, or a lost dispute;
+# and back when such a refund fails or is canceled, so its money did not go back after all).
 NEXT_PHASES: dict[str, frozenset[str]] = {
     "Draft": frozenset({"Finalized", "Open", "Failed", "Void", "Paid"}),
     "Finalized": frozenset({"Open", "Failed", "Void", "Paid"}),
     "Open": frozenset({"Void", "Paid"}),
     "Failed": frozenset({"Void", "Paid"}),
     "Void": frozenset({"Paid"}),
-    "Paid": frozenset(),
+    "Paid": frozenset({"Refunded"}),
+    "Refunded": frozenset({"Paid"}),
 }
+PAID_PHASES = frozenset({"Paid", "Refunded"})  # the invoice was paid (and maybe refunded since)
+
+
+def is_paid(phase: str | None) -> bool:
+    return phase in PAID_PHASES
 
 
 class InvoiceGone(LookupError):

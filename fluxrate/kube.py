@@ -152,6 +152,21 @@ class Kube:
                 return None
             raise
 
+    async def find_invoice_by_payment(self, namespace: str, payment_id: str) -> dict[str, Any] | None:
+        """The invoice of ``namespace`` that recorded the payment ``payment_id`` (pi_...), None when none did: the
+        API server filters by the CRD's selectable field, so this never transfers every invoice."""
+        found = await self.custom.list_namespaced_custom_object(
+            API_GROUP, API_VERSION, namespace, "invoices", limit=2,
+            field_selector=f"status.payment.providerPaymentId={payment_id}",
+        )
+        items = found.get("items") or []
+        if not items:
+            return None
+        invoice: dict[str, Any] = items[0]
+        invoice.setdefault("apiVersion", f"{API_GROUP}/{API_VERSION}")
+        invoice.setdefault("kind", "Invoice")
+        return invoice
+
     async def patch_object(self, plural: str, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         return await self.custom.patch_namespaced_custom_object(
             API_GROUP, API_VERSION, namespace, plural, name, dict(patch), _content_type=MERGE_PATCH

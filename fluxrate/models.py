@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from fluxrate import money
+from fluxrate.lifecycle_models import Dispute, Receipt, Receipts, Refund, ReminderRecord, Reminders
+from fluxrate.model_base import Currency, Timestamp
+from fluxrate.model_base import Model as _Model
 
-DEFAULT_ENABLED_EVENTS: tuple[str, ...] = (
+PAYMENT_EVENTS: tuple[str, ...] = (
     "checkout.session.completed",
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",
@@ -21,25 +34,25 @@ DEFAULT_ENABLED_EVENTS: tuple[str, ...] = (
     "invoice.payment_succeeded",
     "invoice.payment_failed",
 )
+# What happens after a payment: refunds and disputes (the invoice is found through the PaymentIntent it recorded).
+REFUND_EVENTS: tuple[str, ...] = ("charge.refunded", "refund.created", "refund.updated", "refund.failed")
+DISPUTE_EVENTS: tuple[str, ...] = (
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+)
+AFTER_PAYMENT_EVENTS: tuple[str, ...] = (*REFUND_EVENTS, *DISPUTE_EVENTS)
+DEFAULT_ENABLED_EVENTS: tuple[str, ...] = (*PAYMENT_EVENTS, *AFTER_PAYMENT_EVENTS)
 
 DnsName = Annotated[
     str, StringConstraints(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 ]
 SecretDataKey = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
 Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-Currency = Annotated[str, StringConstraints(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")]
 AmountString = Annotated[str, StringConstraints(max_length=16, pattern=r"^(0|[1-9][0-9]{0,11})([.][0-9]{1,3})?$")]
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z_]+(\.[a-z_]+)+$")]
-Timestamp = dt.datetime
-
-
-class _Model(BaseModel):
-    """camelCase on the wire, snake_case in Python; unknown fields are an error, as the CRD prunes them."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-    def to_k8s(self) -> dict:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 # --- shared -------------------------------------------------------------------------------------------
@@ -93,6 +106,12 @@ class PaymentLinkDefaults(_Model):
     after_completion: AfterCompletion = Field(default_factory=AfterCompletion)
 
 
+def endpoint_events(configured: list[str] | tuple[str, ...]) -> list[str]:
+    """The event types a managed endpoint enables: the configured ones, and always the after-payment ones (an
+    integration stored before they existed still lists only the payment events)."""
+    return [*configured, *(t for t in AFTER_PAYMENT_EVENTS if t not in configured)]
+
+
 class StripeIntegrationSpec(_Model):
     display_name: Annotated[str, StringConstraints(max_length=100)] | None = None
     secret_key_ref: SecretKeySelector
@@ -100,6 +119,8 @@ class StripeIntegrationSpec(_Model):
     active: StrictBool = True
     webhook_endpoint: WebhookEndpointSpec = Field(default_factory=WebhookEndpointSpec)
     payment_links: PaymentLinkDefaults = Field(default_factory=PaymentLinkDefaults)
+    reminders: Reminders = Field(default_factory=Reminders)
+    receipts: Receipts = Field(default_factory=Receipts)
 
 
 # What became of a webhook delivery: a payment report's outcome (``decision.ReportOutcome``), or one of the two
@@ -191,7 +212,30 @@ class LineItem(_Model):
 
 
 InvoiceState = Literal["Draft", "Finalized", "Void"]
-InvoicePhase = Literal["Draft", "Finalized", "Open", "Paid", "Void", "Failed"]
+InvoicePhase = Literal["Draft", "Finalized", "Open", "Paid", "Refunded", "Void", "Failed"]
+
+
+DUE_DATE_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?(Z|[+-][0-9]{2}:[0-9]{2}))?$"
+)
+
+
+def _due_date(value: Any) -> Any:
+    """``YYYY-MM-DD`` is a date; anything longer must be a time with an offset (a naive time is ambiguous)."""
+    if isinstance(value, str) and not re.match(DUE_DATE_PATTERN, value):
+        raise ValueError("dueDate: give a date (2026-12-31) or a time with an offset (2026-12-31T17:00:00Z)")
+    if isinstance(value, str) and len(value) == 10:
+        return dt.date.fromisoformat(value)
+    if isinstance(value, str):
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            raise ValueError("dueDate: give a date (2026-12-31) or a time with an offset (2026-12-31T17:00:00Z)")
+        return moment
+    return value
+
+
+DueDate = Annotated[dt.date | dt.datetime, BeforeValidator(_due_date),
+                    WithJsonSchema({"type": "string", "maxLength": 35, "pattern": DUE_DATE_PATTERN})]
 
 
 class InvoiceSpec(_Model):
@@ -200,8 +244,10 @@ class InvoiceSpec(_Model):
     currency: Currency
     line_items: Annotated[list[LineItem], Field(min_length=1, max_length=20)]
     state: InvoiceState = "Draft"
-    due_date: dt.date | None = None
+    # a date (due at the end of that day, UTC) or an RFC 3339 time with an offset: ``due_moment`` reads it
+    due_date: DueDate | None = None
     memo: Annotated[str, StringConstraints(max_length=500)] | None = None
+    reminders: Reminders | None = None
 
     @field_validator("line_items")
     @classmethod
@@ -218,6 +264,16 @@ class InvoiceSpec(_Model):
 
     def total_minor(self) -> int:
         return money.total_minor([(i.quantity, i.unit_amount) for i in self.line_items], self.currency)
+
+
+def due_moment(spec: InvoiceSpec) -> dt.datetime | None:
+    """When the invoice becomes overdue (UTC): the end of ``dueDate``'s day, or the time it gives."""
+    due = spec.due_date
+    if due is None:
+        return None
+    if isinstance(due, dt.datetime):
+        return due.astimezone(dt.UTC)
+    return dt.datetime.combine(due + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
 
 
 class AmountDue(_Model):
@@ -282,6 +338,10 @@ class PaymentError(_Model):
     checkout_session_id: Annotated[str, StringConstraints(max_length=255)] | None = None
 
 
+MAX_REFUNDS = 100
+MAX_REMINDERS = 20
+
+
 class InvoiceStatus(_Model):
     phase: InvoicePhase | None = None
     observed_generation: int | None = None
@@ -293,6 +353,11 @@ class InvoiceStatus(_Model):
     payment: Payment | None = None
     pending_payment: PendingPayment | None = None
     last_payment_error: PaymentError | None = None
+    refunds: Annotated[list[Refund], Field(max_length=MAX_REFUNDS)] = Field(default_factory=list)
+    amount_refunded: AmountDue | None = None
+    dispute: Dispute | None = None
+    receipt: Receipt | None = None
+    reminders: Annotated[list[ReminderRecord], Field(max_length=MAX_REMINDERS)] = Field(default_factory=list)
     processed_events: Annotated[list[str], Field(max_length=64)] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
 

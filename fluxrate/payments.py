@@ -20,7 +20,7 @@ from typing import Any, Literal
 from fluxrate import conditions as cond
 from fluxrate import money
 from fluxrate.decision import Decision, Event
-from fluxrate.invoice_status import update_status
+from fluxrate.invoice_status import is_paid, update_status
 from fluxrate.kube import Kube
 from fluxrate.models import DEFAULT_ENABLED_EVENTS, integration_ref_name
 
@@ -190,7 +190,7 @@ def decide(invoice: Mapping[str, Any], report: PaymentReport, moment: dt.datetim
     if report.event_id in (status.get("processedEvents") or []):
         return Decision("duplicate", f"event {report.event_id} was already applied")
     if report.kind == "succeeded":
-        if status.get("phase") == "Paid":
+        if is_paid(status.get("phase")):
             return _paid_again(status, report)
         return _paid(invoice, report, moment)
     return _not_paid(status, report, moment)
@@ -269,7 +269,7 @@ def _paid(invoice: Mapping[str, Any], report: PaymentReport, moment: dt.datetime
 
 def _not_paid(status: Mapping[str, Any], report: PaymentReport, moment: dt.datetime) -> Decision:
     """A payment pending (a delayed method) or failed."""
-    if status.get("phase") == "Paid":
+    if is_paid(status.get("phase")):
         return Decision("ignored", f"{report.event_type} after the invoice was paid")
     failed = status.get("lastPaymentError") or {}
     if report.kind == "pending" and report.provider_payment_id and \

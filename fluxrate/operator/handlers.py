@@ -14,6 +14,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from fluxrate import API_GROUP, API_VERSION
 from fluxrate.decision import Decision, backoff
+from fluxrate.invoice_status import is_paid
 from fluxrate.kube import Kube
 from fluxrate.models import StripeIntegrationSpec
 from fluxrate.operator import integrations, invoices
@@ -95,6 +96,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, config: Op
     for resource, selector in fields.items():
         settings.watching.field_selectors[resource] = selector
     memo.runtime = Runtime(config, await Kube.connect())
+    await memo.runtime.metrics.start(config.metrics_port)
 
 
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -104,6 +106,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 async def close(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
+    await runtime.metrics.stop()
     await runtime.clients.close()
     await runtime.kube.close()
 
@@ -187,6 +190,12 @@ async def integration_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> Non
     post_events(body, events)
 
 
+async def integration_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Keeps the ``fluxrate_integration_ready`` gauge current."""
+    meta = body["metadata"]
+    memo.runtime.metrics.update_integration(meta["namespace"], meta["name"], None if type == "DELETED" else body)
+
+
 async def secret_changed(
     type: str | None, namespace: str, name: str, meta: kopf.Meta, memo: kopf.Memo,
     integrations_by_secret: kopf.Index[tuple[str, str], str], **_: Any,
@@ -233,6 +242,7 @@ async def invoice_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
     runtime: Runtime = memo.runtime
     status = body.get("status") or {}
     meta = body["metadata"]
+    runtime.metrics.update_invoice(meta["namespace"], meta["name"], None if type == "DELETED" else body)
     runtime.waiting.update(meta["namespace"], meta["name"],
                            None if type == "DELETED" else waits_for(body.get("spec") or {}, status))
     reconciled = type != "DELETED" and not meta.get("deletionTimestamp") and needs_reconciliation(status)
@@ -245,7 +255,7 @@ async def invoice_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
         await renew_link(runtime, body)
         return
     link_active = any(link.get("active") is True for link in invoices.active_links(status))
-    if status.get("phase") != "Paid" or not link_active:
+    if not is_paid(status.get("phase")) or not link_active:
         return
     obj = invoices.InvoiceObject.of(body)
     async with runtime.lock("invoice", obj.namespace, obj.name):
@@ -267,7 +277,7 @@ async def invoice_deleted(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any
     """Deleting an invoice with an open link: make sure nobody can pay it any more."""
     runtime: Runtime = memo.runtime
     obj = invoices.InvoiceObject.of(body)
-    if obj.status.get("phase") == "Paid":
+    if is_paid(obj.status.get("phase")):
         return
     problem = await runtime.invoices.deactivate_link(obj, None)
     if problem and retry < 4:
@@ -290,6 +300,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
     kopf.timer(*INTEGRATIONS, registry=registry, id="integration_resync", interval=config.resync_interval,
                initial_delay=config.resync_interval, idle=min(60.0, config.resync_interval))(integration_resync)
     on.delete(*INTEGRATIONS, registry=registry, id="integration_deleted", retries=5, backoff=5)(integration_deleted)
+    on.event(*INTEGRATIONS, registry=registry, id="integration_event")(integration_event)
     on.event(*SECRETS, registry=registry, id="secret_changed")(secret_changed)
 
     for on_change in (on.update, on.create, on.resume):  # the order the stacked decorators registered them in

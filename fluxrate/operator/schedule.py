@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import kopf
 
 from fluxrate.decision import Event, backoff
+from fluxrate.invoice_status import is_paid
 from fluxrate.models import integration_ref_name
 from fluxrate.operator import invoices
 from fluxrate.operator.events import post_events
@@ -38,7 +39,7 @@ def needs_reconciliation(status: Mapping[str, Any]) -> bool:
     replaced one) still active (its deactivation failed)."""
     links = [*(status.get("paymentLinks") or []), status.get("paymentLink") or {}]
     active = any(isinstance(link, Mapping) and link.get("active") is True for link in links)
-    return status.get("phase") == "Open" or (status.get("phase") == "Paid" and active)
+    return status.get("phase") == "Open" or (is_paid(status.get("phase")) and active)
 
 
 def integration_of(body: Mapping[str, Any]) -> str:

@@ -38,6 +38,7 @@ class OperatorSettings:
     endpoint_overlap: float = 3600.0
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     liveness_endpoint: str | None = None
+    metrics_port: int = 0  # /metrics (BillingMetrics) on 0.0.0.0:<port>; 0: not served. The CLI defaults to 9090.
     peering: str | None = None
     priority: int = 0
     log_level: str = "INFO"
@@ -89,6 +90,9 @@ def add_operator_arguments(parser: argparse.ArgumentParser) -> None:
                       help="From address of invoice emails")
     parser.add_argument("--liveness", default=_env("FLUXRATE_LIVENESS_ENDPOINT"),
                         help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--metrics-port", type=int, default=int(_env("FLUXRATE_METRICS_PORT", "9090") or 9090),
+                        help="port of the Prometheus /metrics endpoint (billing metrics, Stripe request outcomes) "
+                        "on all interfaces; 0 disables it (env FLUXRATE_METRICS_PORT)")
     parser.add_argument("--peering", default=_env("FLUXRATE_PEERING"),
                         help="kopf peering name for HA (several replicas, one active); default: standalone")
     parser.add_argument("--priority", type=int, default=int(_env("FLUXRATE_PRIORITY", "0") or 0),
@@ -122,6 +126,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
             from_address=args.smtp_from,
         ),
         liveness_endpoint=args.liveness,
+        metrics_port=args.metrics_port,
         peering=args.peering,
         priority=args.priority,
         log_level=args.log_level,

@@ -15,6 +15,8 @@ from fluxrate.stripe_keys import Mode, SecretKey
 
 T = TypeVar("T")
 Key = tuple[str, str]  # (namespace, integration name)
+# Told how each request ended: the exception it raised, None when it succeeded (BillingMetrics counts them).
+Observer = Callable[[BaseException | None], None]
 
 
 @dataclass
@@ -26,11 +28,21 @@ class IntegrationClient:
     account_id: str | None = None
     ready: bool = False
     active: bool = True
+    observe: Observer | None = None
 
     async def call(self, request: Callable[[stripe.StripeClient], Awaitable[T]]) -> T:
-        """Every request to Stripe goes through the integration's limiter, so bursts never hit Stripe's 429."""
+        """Every request to Stripe goes through the integration's limiter, so bursts never hit Stripe's 429;
+        its outcome goes to ``observe`` (the ``fluxrate_stripe_requests_total`` counter)."""
         async with self.limiter:
-            return await request(self.client)
+            try:
+                result = await request(self.client)
+            except Exception as exc:  # not a cancellation: that is no answer from Stripe
+                if self.observe is not None:
+                    self.observe(exc)
+                raise
+            if self.observe is not None:
+                self.observe(None)
+            return result
 
 
 def _fingerprint(key: str) -> str:
@@ -43,6 +55,7 @@ class StripeClients:
     max_network_retries: int
     rate_limit_test: float
     rate_limit_live: float
+    observe: Observer | None = None
     _entries: dict[Key, IntegrationClient] = field(default_factory=dict)
 
     def get(self, namespace: str, name: str) -> IntegrationClient | None:
@@ -61,6 +74,7 @@ class StripeClients:
             limiter=AsyncLimiter(max(1.0, rate / 5), 0.2),
             mode=key.mode,
             fingerprint=fingerprint,
+            observe=self.observe,
         )
         if current is not None:
             entry.account_id, entry.ready, entry.active = current.account_id, current.ready, current.active

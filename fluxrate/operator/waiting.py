@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
+from fluxrate.invoice_status import is_paid
 from fluxrate.models import integration_ref_name
 
 Key = tuple[str, str]  # (namespace, integration name)
@@ -19,7 +20,7 @@ def waits_for(spec: Mapping[str, Any], status: Mapping[str, Any]) -> str | None:
     """The integration a Finalized invoice without a payment link waits for; None when it waits for nothing."""
     if spec.get("state") != "Finalized" or status.get("paymentLink"):
         return None
-    if status.get("phase") in ("Paid", "Failed", "Void"):
+    if is_paid(status.get("phase")) or status.get("phase") in ("Failed", "Void"):
         return None
     return integration_ref_name(spec)
 

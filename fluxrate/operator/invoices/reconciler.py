@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from fluxrate import conditions as cond
 from fluxrate import models
 from fluxrate.decision import Decision
+from fluxrate.invoice_status import is_paid
 from fluxrate.models import integration_ref_name
 from fluxrate.operator.invoices.links import link_history
 from fluxrate.operator.invoices.renewal import LinkRenewal
@@ -42,7 +43,7 @@ class Reconciler(LinkRenewal):
         if spec.state == "Void":
             return await self.void(obj, spec, due)
         # Finalized
-        if phase == "Paid":
+        if is_paid(phase):
             return await self.deactivate_if_needed(obj, spec, "the invoice is paid")
         if phase in ("Failed", "Void"):
             return result
@@ -55,7 +56,7 @@ class Reconciler(LinkRenewal):
         return result
 
     async def void(self, obj: InvoiceObject, spec: models.InvoiceSpec, due: dict[str, Any]) -> Decision:
-        if obj.status.get("phase") == "Paid":
+        if is_paid(obj.status.get("phase")):
             await self.write(obj, {}, [cond.Condition(
                 "VoidRefused", "True", "AlreadyPaid",
                 "The invoice was paid before it was voided; it stays Paid. Refund the payment in Stripe if needed.")])

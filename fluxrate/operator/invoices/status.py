@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fluxrate import conditions as cond
-from fluxrate.invoice_status import update_status
+from fluxrate.invoice_status import is_paid, update_status
 from fluxrate.kube import Kube
 from fluxrate.operator.settings import OperatorSettings
 from fluxrate.operator.stripe_clients import StripeClients
@@ -69,7 +69,8 @@ class StatusWriter:
         """``new_values``: the status fields to set, or a function computing them from the latest status."""
         def mutate(latest: dict[str, Any]) -> dict[str, Any] | None:
             values = new_values(latest.get("status") or {}) if callable(new_values) else new_values
-            if (latest.get("status") or {}).get("phase") == "Paid" and values.get("phase") not in (None, "Paid"):
+            phase = values.get("phase")
+            if is_paid((latest.get("status") or {}).get("phase")) and phase is not None and not is_paid(phase):
                 return None  # someone recorded the payment meanwhile: never go back
             merged = {**values, "observedGeneration": latest["metadata"].get("generation")}
             if conditions or remove:
