@@ -50,11 +50,12 @@ def test_receiver_reads_secrets_by_name_only(name: str) -> None:
     assert secret_verbs == {"get"}
 
 
-def test_receiver_reads_its_objects_by_name_and_nothing_else() -> None:
+def test_receiver_reads_its_objects_by_name_and_lists_only_invoices() -> None:
     receiver = grants(roles(render(), "receiver"))
     assert receiver == {
         ("ClusterRole", "billing.fluxrate.co", "stripeintegrations", "get"),
         ("ClusterRole", "billing.fluxrate.co", "invoices", "get"),
+        ("ClusterRole", "billing.fluxrate.co", "invoices", "list"),
         ("ClusterRole", "billing.fluxrate.co", "invoices/status", "patch"),
         ("ClusterRole", "billing.fluxrate.co", "stripeintegrations/status", "patch"),
         ("ClusterRole", "", "secrets", "get"),
