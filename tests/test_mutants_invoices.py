@@ -157,19 +157,23 @@ def test_a_replaced_link_still_active_wants_link_work() -> None:
 
 # --- jitter_delay --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(
-    ("seed", "fraction"),
-    [
-        ("abcd", 0.924),  # 0x61626364 % 1000 = 924
-        ("uid-xyzabcd", 0.924),  # only the last four bytes count
-        ("ab", 0.48),  # padded on the right: 0x61620000 % 1000 = 480
-        ("", 0.0),
-    ],
-)
-def test_jitter_is_the_seeds_last_four_bytes_modulo_1000_as_a_fraction_of_the_interval(seed: str,
-                                                                                          fraction: float) -> None:
-    assert invoices.jitter_delay(10.0, seed) == pytest.approx(fraction * 10.0)
-    assert invoices.jitter_delay(0.0, seed) == 0.0
+def test_no_first_reconciliation_runs_in_the_first_tenth_of_the_interval() -> None:
+    # issue 19: at 200 invoices the names ending 0148 and 0149 got 0 s and 3.6 s of an hour, so their first pass
+    # ran during the chaos storm; a pass that early cannot find a payment and only spends Stripe budget
+    delays = [invoices.jitter_delay(3600.0, f"inv-{n:04d}") for n in range(2000)]
+    assert min(delays) >= 360.0 and max(delays) < 3600.0
+    assert invoices.jitter_delay(3600.0, "inv-0148") >= 360.0 and invoices.jitter_delay(3600.0, "inv-0149") >= 360.0
+    assert invoices.jitter_delay(0.0, "inv-0001") == 0.0
+
+
+def test_first_passes_are_spread_over_the_rest_of_the_interval_by_the_whole_name() -> None:
+    delays = [invoices.jitter_delay(1000.0, f"inv-{n:04d}") for n in range(2000)]
+    tenths = [sum(1 for d in delays if 100 + 90 * k <= d < 100 + 90 * (k + 1)) for k in range(10)]
+    assert all(150 <= count <= 250 for count in tenths), tenths  # about 200 in each tenth of the spread
+    # the same name is always due at the same offset; names differing only early on differ too
+    assert invoices.jitter_delay(1000.0, "a-inv-1") == invoices.jitter_delay(1000.0, "a-inv-1")
+    assert invoices.jitter_delay(1000.0, "a-inv-1") != invoices.jitter_delay(1000.0, "b-inv-1")
+    assert invoices.jitter_delay(2000.0, "a-inv-1") == 2 * invoices.jitter_delay(1000.0, "a-inv-1")
 
 
 # --- statuses as read from the API server (parsed JSON: no string is the very object of another) -------------

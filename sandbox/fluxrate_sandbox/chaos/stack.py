@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -73,6 +74,8 @@ class Stack:
     receiver_base: str
     http: aiohttp.ClientSession
     answers: Answers = field(default_factory=Answers)
+    reconcile_interval: float = 3600.0
+    started: float = field(default_factory=time.monotonic)  # before any invoice of the scenario exists
 
     # --- reading objects (in-process reads of the emulator's store: no API load, work during an outage) ----
 
@@ -235,7 +238,7 @@ async def chaos_stack(state_dir: Path, evidence: Evidence, *, reconcile_interval
         operator = FluxrateProcess("operator", ["operator"], env, state_dir / "operator.log")
         receiver = FluxrateProcess("receiver", ["receiver"], env, state_dir / "receiver.log")
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
-            stack = Stack(sandbox, operator, receiver, base, http)
+            stack = Stack(sandbox, operator, receiver, base, http, reconcile_interval=reconcile_interval)
             await operator.start()
             await receiver.start()
             try:
