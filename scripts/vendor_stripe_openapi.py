@@ -6,7 +6,8 @@ The full description (``spec3.json``, about 8 MB) ships inside the ``github.com/
 module cache, downloading the pinned module through the Go module proxy when it is missing, or from ``--spec``)
 and writes a subset: the schemas reachable from the objects fluxrate and the Stripe stand-in handle, and the
 200 response schemas of the operations fluxrate calls. Expansions (``x-expansionResources``) are pruned to their
-id form: neither fluxrate nor the stand-in ever sends ``expand[]``, so an expandable field is always an id.
+id form: an expandable field is an id unless ``expand[]`` asks for it, and the conformance tests check the one
+expansion fluxrate asks for (a PaymentIntent's ``latest_charge``) as the object it expands to.
 
 The description's ``api_errors.code`` is a free string and ``event.type`` has no enum in the GA file, so the
 subset also records, under ``x-fluxrate``, Stripe's documented error codes and event types as the installed
@@ -39,8 +40,8 @@ SUBSET = "stripe_openapi_subset.json"
 
 # Objects fluxrate reads or the stand-in answers with / sends in events.
 ROOT_SCHEMAS = (
-    "account", "checkout.session", "deleted_webhook_endpoint", "error", "event", "invoice", "invoice_payment",
-    "item", "payment_intent", "payment_link", "webhook_endpoint",
+    "account", "charge", "checkout.session", "deleted_webhook_endpoint", "dispute", "error", "event", "invoice",
+    "invoice_payment", "item", "payment_intent", "payment_link", "refund", "webhook_endpoint",
 )
 # Operations fluxrate calls (or that reach the stand-in): their 200 response schemas (the list wrappers).
 OPERATIONS = (
@@ -52,16 +53,19 @@ OPERATIONS = (
     ("get", "/v1/webhook_endpoints/{webhook_endpoint}"), ("post", "/v1/webhook_endpoints/{webhook_endpoint}"),
     ("delete", "/v1/webhook_endpoints/{webhook_endpoint}"),
     ("get", "/v1/checkout/sessions"), ("get", "/v1/checkout/sessions/{session}"),
-    ("get", "/v1/payment_intents/{intent}"),
+    ("get", "/v1/payment_intents/{intent}"), ("get", "/v1/charges/{charge}"),
+    ("get", "/v1/refunds"), ("post", "/v1/refunds"), ("get", "/v1/refunds/{refund}"),
+    ("post", "/v1/refunds/{refund}/cancel"),
+    ("get", "/v1/disputes/{dispute}"), ("post", "/v1/disputes/{dispute}"), ("post", "/v1/disputes/{dispute}/close"),
     ("get", "/v1/events"), ("get", "/v1/events/{id}"),
     ("get", "/v1/invoices/{invoice}"), ("get", "/v1/invoice_payments"),
     ("get", "/v1/invoice_payments/{invoice_payment}"),
 )
 # Resource classes of the SDK compared with the description's objects (field names only).
 SDK_CLASSES = {
-    "account": "Account", "checkout.session": "checkout.Session", "event": "Event", "invoice": "Invoice",
-    "invoice_payment": "InvoicePayment", "payment_intent": "PaymentIntent", "payment_link": "PaymentLink",
-    "webhook_endpoint": "WebhookEndpoint",
+    "account": "Account", "charge": "Charge", "checkout.session": "checkout.Session", "dispute": "Dispute",
+    "event": "Event", "invoice": "Invoice", "invoice_payment": "InvoicePayment", "payment_intent": "PaymentIntent",
+    "payment_link": "PaymentLink", "refund": "Refund", "webhook_endpoint": "WebhookEndpoint",
 }
 _REF = "#/components/schemas/"
 _DROP_KEYS = {"description", "title", "x-stripeBypassValidation", "x-stripeOperations", "x-stripeResource",

@@ -50,6 +50,7 @@ from fluxrate_sandbox.stripe_payment_links import (
     parse_payment_intent_data,
     parse_restrictions,
 )
+from fluxrate_sandbox.stripe_refunds import MoneyBack, MoneyBackResult
 from fluxrate_sandbox.stripe_versions import (
     VersionRenderer,
     add_invoice_events,
@@ -68,6 +69,7 @@ __all__ = [
     "DeliveryAttempt",
     "DeliveryHandle",
     "Faults",
+    "MoneyBackResult",
     "PaymentLinkUnavailable",
     "PaymentResult",
     "StripeStandin",
@@ -240,6 +242,7 @@ class StripeStandin:
         self.checkout_sessions: dict[str, Stored] = {}
         self.payment_intents: dict[str, Stored] = {}
         self.events: dict[str, Stored] = {}
+        self.money = MoneyBack(self)  # charges, refunds and disputes (stripe_refunds.py)
         # counters tests can read
         self.request_counts: Counter[tuple[str, str, int]] = Counter()
         self.rate_limited: int = 0
@@ -641,7 +644,8 @@ class StripeStandin:
             return self.make_event(kind, obj, account_id=account_id, livemode=live)
 
         def succeed() -> None:
-            pi.update(status="succeeded", amount_received=amount, latest_charge=new_id("ch", 24))
+            pi.update(status="succeeded", amount_received=amount)
+            pi["latest_charge"] = self.money.add_charge(pi, method=method, account_id=account_id, livemode=live)["id"]
 
         prepare_invoice(link, session, pi, completes=completes)
         phases: list[list[dict[str, Any]]]
@@ -685,6 +689,51 @@ class StripeStandin:
             delivered=task,
         )
 
+    # ------------------------------------------------------------------ after a payment: refunds and disputes
+
+    async def refund(
+        self,
+        payment_intent_id: str,
+        amount: int | None = None,
+        reason: str | None = "requested_by_customer",
+        pending: bool | None = None,
+        duplicate: int = 1,
+        reorder: bool = False,
+        *,
+        requires_action: bool = False,
+        metadata: dict[str, str] | None = None,
+    ) -> MoneyBackResult:
+        """Refund the payment (``amount`` None: the unrefunded rest) like the Dashboard would: raises
+        ``StripeError`` as the API answers. A card refund succeeds at once, a bank debit's is pending
+        (``pending`` forces either); ``requires_action`` makes one waiting for the customer (cancelable)."""
+        return self.money.refund(payment_intent_id, amount, reason, pending, duplicate, reorder,
+                                 requires_action=requires_action, metadata=metadata)
+
+    async def settle_refund(self, refund_id: str, duplicate: int = 1, reorder: bool = False) -> MoneyBackResult:
+        """A pending refund reaches the customer: succeeded, ``refund.updated``."""
+        return self.money.settle(refund_id, duplicate, reorder)
+
+    async def fail_refund(self, refund_id: str, failure_reason: str = "expired_or_canceled_card",
+                          duplicate: int = 1, reorder: bool = False) -> MoneyBackResult:
+        """The refund fails: ``refund.failed`` and ``refund.updated``; the charge counts it no more."""
+        return self.money.fail(refund_id, failure_reason, duplicate, reorder)
+
+    async def open_dispute(self, payment_intent_id: str, reason: str = "fraudulent", amount: int | None = None,
+                           duplicate: int = 1, reorder: bool = False, *, warning: bool = False) -> MoneyBackResult:
+        """The cardholder's bank disputes the payment: ``charge.dispute.created`` and
+        ``charge.dispute.funds_withdrawn`` (``warning``: an inquiry, no funds withdrawn)."""
+        return self.money.open(payment_intent_id, reason, amount, duplicate, reorder, warning)
+
+    async def submit_dispute_evidence(self, dispute_id: str, evidence: dict[str, str] | None = None,
+                                      duplicate: int = 1, reorder: bool = False) -> MoneyBackResult:
+        """The merchant submits evidence (as ``POST /v1/disputes/{id}`` does): under_review."""
+        return self.money.submit_evidence(dispute_id, evidence, duplicate, reorder)
+
+    async def close_dispute(self, dispute_id: str, won: bool, duplicate: int = 1,
+                            reorder: bool = False) -> MoneyBackResult:
+        """The bank decides: ``charge.dispute.closed`` (won: plus ``charge.dispute.funds_reinstated``)."""
+        return self.money.decide(dispute_id, won, duplicate, reorder)
+
     # ------------------------------------------------------------------ HTTP plumbing
 
     def _routes(self, app: web.Application) -> None:
@@ -705,6 +754,7 @@ class StripeStandin:
         r.add_get("/v1/payment_intents/{id}", self._h(self._get_payment_intent))
         r.add_get("/v1/events", self._h(self._list_events))
         r.add_get("/v1/events/{id}", self._h(self._get_event))
+        self.money.routes(r, self._h)
 
     def _h(self, fn: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handler(request: web.Request) -> web.StreamResponse:
@@ -1109,7 +1159,8 @@ class StripeStandin:
         return 200, self._owned(self.checkout_sessions, ctx, ctx.request.match_info["id"], "checkout.session").obj
 
     async def _get_payment_intent(self, ctx: _Ctx) -> tuple[int, dict[str, Any]]:
-        return 200, self._owned(self.payment_intents, ctx, ctx.request.match_info["id"], "payment_intent").obj
+        pi = self._owned(self.payment_intents, ctx, ctx.request.match_info["id"], "payment_intent").obj
+        return 200, self.money.expanded_intent(pi, get_list(ctx.params, "expand", "expand") or [])
 
     async def _list_events(self, ctx: _Ctx) -> tuple[int, dict[str, Any]]:
         objs = self._mine(self.events, ctx)

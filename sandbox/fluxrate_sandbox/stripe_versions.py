@@ -25,7 +25,8 @@ from fluxrate_sandbox.stripe_objects import (
 )
 
 BASIL = "2025-03-31.basil"  # invoice.payment_intent / charge / paid removed; InvoicePayment objects
-PI_CHARGES_REMOVED = "2022-11-15"  # payment_intent.charges removed (latest_charge stays)
+PI_CHARGES_REMOVED = "2022-11-15"  # payment_intent.charges removed (latest_charge stays); charge.refunds no
+# longer included unless expanded
 
 
 def _date(version: str | None) -> str:
@@ -43,6 +44,7 @@ class VersionRenderer:
     def __init__(self) -> None:
         self.invoice_payment_intents: dict[str, str] = {}  # in_ -> pi_ (pre-basil invoice.payment_intent)
         self.intent_charges: dict[str, dict[str, Any]] = {}  # pi_ -> its charge (pre-2022-11-15 charges list)
+        self.charge_refunds: dict[str, list[dict[str, Any]]] = {}  # ch_ -> its refunds, newest first (same)
 
     def render(self, event: Mapping[str, Any], endpoint_version: str | None) -> dict[str, Any]:
         """``event`` as an endpoint of ``endpoint_version`` (None: the account default it was made in) gets it."""
@@ -58,6 +60,10 @@ class VersionRenderer:
                 charge = self.intent_charges.get(str(obj.get("id")))
                 obj["charges"] = {"object": "list", "data": [charge] if charge else [], "has_more": False,
                                   "total_count": 1 if charge else 0, "url": f"/v1/charges?payment_intent={obj['id']}"}
+            elif kind == "charge" and before(version, PI_CHARGES_REMOVED):  # charge.refunds was always included
+                refunds = self.charge_refunds.get(str(obj.get("id")), [])
+                obj["refunds"] = {"object": "list", "data": copy.deepcopy(refunds), "has_more": False,
+                                  "total_count": len(refunds), "url": f"/v1/charges/{obj['id']}/refunds"}
         return rendered
 
     def _legacy_invoice(self, invoice: dict[str, Any]) -> None:
@@ -137,9 +143,9 @@ def invoice_events(
     session["invoice"] = invoice_id
     renderer.invoice_payment_intents[invoice_id] = str(pi["id"])
     if pi.get("latest_charge"):
-        renderer.intent_charges[str(pi["id"])] = {"id": pi["latest_charge"], "object": "charge",
-                                                  "amount": pi["amount"], "currency": pi["currency"],
-                                                  "payment_intent": pi["id"], "status": "succeeded"}
+        renderer.intent_charges.setdefault(str(pi["id"]), {"id": pi["latest_charge"], "object": "charge",
+                                                           "amount": pi["amount"], "currency": pi["currency"],
+                                                           "payment_intent": pi["id"], "status": "succeeded"})
     amount = int(session.get("amount_total") or 0)
     invoice_data = (link.get("invoice_creation") or {}).get("invoice_data") or {}
     metadata = dict(invoice_data.get("metadata") or {})

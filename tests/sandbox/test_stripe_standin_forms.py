@@ -11,7 +11,9 @@ from stripe._encode import _api_encode
 
 from fluxrate_sandbox.stripe_objects import decode_form, mask_key
 
-keys = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8)
+# ``metadata`` is always a hash at Stripe, which the encoder cannot tell from a list (``metadata[0]=``): it has a test
+# of its own below
+keys = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8).filter(lambda k: k != "metadata")
 scalars = st.text(min_size=0, max_size=12) | st.integers(-10**6, 10**6).map(str)
 values = st.recursive(
     scalars,

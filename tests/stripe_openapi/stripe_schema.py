@@ -4,12 +4,13 @@ The OpenAPI 3.0 schemas become JSON Schema (2020-12):
 
 - ``nullable: true`` adds ``null`` to what a schema accepts;
 - ``$ref: #/components/schemas/X`` points into ``$defs``;
-- expandable fields (``x-expansionResources``) were pruned to their id form by the vendoring script: fluxrate never
-  sends ``expand[]``, so an object there is an error;
+- expandable fields (``x-expansionResources``) were pruned to their id form by the vendoring script, so an object
+  there is an error (a test that expands a field checks the expanded object against its own schema);
 - ``required`` is taken as Stripe's "always sent", and so is every ``nullable`` field: Stripe's description
   leaves nullable fields out of ``required``, but Stripe sends them, as ``null`` when empty (its fixtures3.json
   shows them on every object); fields that are neither (``line_items`` of a link, a webhook endpoint's
-  ``secret``) are the ones Stripe sends only sometimes;
+  ``secret``) are the ones Stripe sends only sometimes, and so are the nullable fields included only when
+  expanded (``INCLUDED_ONLY_WHEN_EXPANDED``: a Charge's ``refunds``);
 - an object schema with ``properties`` and no ``additionalProperties`` gets ``additionalProperties: false``, so a
   field Stripe doesn't have is an error (Stripe objects have no extra fields unless the schema says so).
 
@@ -34,6 +35,9 @@ _REF = "#/components/schemas/"
 
 # The object an event of each type carries in ``data.object`` (by type prefix).
 EVENT_OBJECTS = {
+    "charge.dispute.": "dispute",
+    "charge.": "charge",
+    "refund.": "refund",
     "checkout.session.": "checkout.session",
     "payment_intent.": "payment_intent",
     "payment_link.": "payment_link",
@@ -90,9 +94,17 @@ def convert(node: Any) -> Any:
     return out
 
 
+# Nullable fields Stripe leaves out unless expanded (so not "always sent"): since API 2022-11-15 a Charge carries its
+# `refunds` list only with `expand[]=refunds` (https://docs.stripe.com/changelog/2022-11-15/deprecates-charges-auto-expand).
+INCLUDED_ONLY_WHEN_EXPANDED = {"charge": ("refunds",)}
+
+
 @functools.cache
 def _defs() -> dict[str, Any]:
-    return {name: convert(schema) for name, schema in description()["components"]["schemas"].items()}
+    defs = {name: convert(schema) for name, schema in description()["components"]["schemas"].items()}
+    for name, fields in INCLUDED_ONLY_WHEN_EXPANDED.items():
+        defs[name]["required"] = [f for f in defs[name]["required"] if f not in fields]
+    return defs
 
 
 @functools.cache

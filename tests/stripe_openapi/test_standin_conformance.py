@@ -166,6 +166,8 @@ async def test_every_api_response_matches_the_description(
         check.response("get", "/v1/payment_intents/{intent}",
                        await client.v1.payment_intents.retrieve_async(result.payment_intent["id"]))
     check.response("get", "/v1/checkout/sessions", await client.v1.checkout.sessions.list_async())
+    await _after_payment_responses(check, standin, client, [r.payment_intent["id"] for r in results
+                                                            if r.payment_intent["status"] == "succeeded"])
     events = await client.v1.events.list_async(params={"limit": 100})
     check.response("get", "/v1/events", events)
     assert events.data
@@ -177,6 +179,41 @@ async def test_every_api_response_matches_the_description(
 
     assert check.problems == []
     assert _stand_in_routes(standin) <= check.ok, "a stand-in route whose 2xx answer no test validated"
+
+
+async def _after_payment_responses(check: Checked, standin: StripeStandin, client: stripe.StripeClient,
+                                   paid: list[str]) -> None:
+    """Charges (the PaymentIntent expanded to its charge too), refunds and disputes of succeeded payments."""
+    card, bank = paid
+    for pi_id in paid:
+        expanded = await client.v1.payment_intents.retrieve_async(pi_id, params={"expand": ["latest_charge"]})
+        body = json.loads(expanded.last_response.body)
+        charge = body["latest_charge"]
+        # the description has expansions pruned to their id form: the expanded charge is checked as a charge
+        check._check("get", "/v1/payment_intents/{intent}", 200, {**body, "latest_charge": charge["id"]})
+        check.problems += [f"expanded latest_charge: {p}" for p in stripe_schema.object_problems(charge, "charge")]
+        check.response("get", "/v1/charges/{charge}", await client.v1.charges.retrieve_async(charge["id"]))
+    refund = await client.v1.refunds.create_async(params={"payment_intent": card, "amount": 100,
+                                                          "metadata": {"ticket": "1"}})
+    check.response("post", "/v1/refunds", refund)
+    check.response("post", "/v1/refunds", await client.v1.refunds.create_async(
+        params={"charge": refund.charge, "reason": "duplicate"}, options={"idempotency_key": "refund-rest"}))
+    check.response("post", "/v1/refunds", await client.v1.refunds.create_async(
+        params={"payment_intent": bank, "amount": 50}))
+    waiting = await standin.refund(bank, amount=25, requires_action=True)
+    check.response("get", "/v1/refunds/{refund}", await client.v1.refunds.retrieve_async(waiting.refund["id"]))  # type: ignore[index]
+    check.response("post", "/v1/refunds/{refund}/cancel",
+                   await client.v1.refunds.cancel_async(waiting.refund["id"]))  # type: ignore[index]
+    check.response("get", "/v1/refunds", await client.v1.refunds.list_async(params={"limit": 100}))
+    check.response("get", "/v1/refunds", await client.v1.refunds.list_async(params={"payment_intent": bank}))
+    check.response("get", "/v1/charges/{charge}", await client.v1.charges.retrieve_async(
+        refund.charge, params={"expand": ["refunds"]}))
+    dispute = (await standin.open_dispute(bank, reason="general")).dispute
+    assert dispute is not None
+    check.response("get", "/v1/disputes/{dispute}", await client.v1.disputes.retrieve_async(dispute["id"]))
+    check.response("post", "/v1/disputes/{dispute}", await client.v1.disputes.update_async(
+        dispute["id"], params={"evidence": {"product_description": "A widget"}, "submit": False}))
+    check.response("post", "/v1/disputes/{dispute}/close", await client.v1.disputes.close_async(dispute["id"]))
 
 
 # What an invoice_creation link adds to each pay() flow: a declined card completes no session, so no invoice.
@@ -281,6 +318,78 @@ async def test_error_bodies_match_the_description(standin: StripeStandin, client
         await close_stripe_client(stranger)
     assert check.problems == []
     assert {status for status, _ in seen} >= {400, 401, 404, 429, 500}
+
+
+async def test_every_event_after_a_payment_matches_the_description(
+    standin: StripeStandin, client: stripe.StripeClient, receiver: Receiver
+) -> None:
+    """Refunds (succeeded, pending then settled, failed, canceled) and disputes (won, lost, an inquiry closed),
+    to an endpoint subscribed to every type the stand-in can send, pinned to the SDK's version."""
+    await client.v1.webhook_endpoints.create_async(params={
+        "url": receiver.url, "enabled_events": sorted(EVENT_TYPES), "api_version": stripe.api_version})
+    link = await client.v1.payment_links.create_async(params=link_params(amount=5000))
+    intents = []
+    for method in ("card", "card", "delayed", "card"):
+        result = await standin.pay(link.id, method=method)  # type: ignore[arg-type]
+        await result.delivered
+        intents.append(result.payment_intent["id"])
+    handles = []
+    refund = await client.v1.refunds.create_async(params={"payment_intent": intents[0], "amount": 1000})
+    handles.append(await standin.fail_refund(refund.id, failure_reason="lost_or_stolen_card"))
+    waiting = await standin.refund(intents[0], amount=500, requires_action=True)
+    await client.v1.refunds.cancel_async(waiting.refund["id"])  # type: ignore[index]
+    pending = await standin.refund(intents[2], reason="fraudulent")
+    handles += [pending, await standin.settle_refund(pending.refund["id"])]  # type: ignore[index]
+    won = await standin.open_dispute(intents[1], reason="fraudulent")
+    handles += [won, await standin.submit_dispute_evidence(won.dispute["id"])]  # type: ignore[index]
+    handles.append(await standin.close_dispute(won.dispute["id"], won=True))  # type: ignore[index]
+    lost = await standin.open_dispute(intents[3], reason="duplicate", amount=1200)
+    await client.v1.disputes.close_async(lost.dispute["id"])  # type: ignore[index]
+    inquiry = await standin.open_dispute(intents[0], reason="general", warning=True)
+    handles += [inquiry, await standin.close_dispute(inquiry.dispute["id"], won=False)]  # type: ignore[index]
+    for handle in handles:
+        await handle.delivered
+    await standin.wait_deliveries_idle()
+    sent = [r.event for r in receiver.received]
+    problems = [f"{e['type']} {p}" for e in sent for p in stripe_schema.event_problems(e)]
+    assert problems == []
+    after = {e["type"] for e in sent if e["type"].startswith(("refund.", "charge."))}
+    assert after == {"refund.created", "refund.updated", "refund.failed", "charge.refunded",
+                     "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
+                     "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated"}
+
+
+async def test_refund_and_dispute_errors_match_the_description(
+    standin: StripeStandin, client: stripe.StripeClient
+) -> None:
+    check = Checked(standin)
+    codes: list[str | None] = []
+
+    async def expect(method: str, path: str, call: Any) -> None:
+        with pytest.raises(stripe.StripeError) as info:
+            await call
+        codes.append(check.error(method, path, info.value)["error"].get("code"))
+
+    link = await client.v1.payment_links.create_async(params=link_params())
+    paid = await standin.pay(link.id)
+    pi_id = paid.payment_intent["id"]
+    await expect("post", "/v1/refunds", client.v1.refunds.create_async(params={"payment_intent": pi_id,
+                                                                               "amount": 999999}))
+    refund = await client.v1.refunds.create_async(params={"payment_intent": pi_id})
+    await expect("post", "/v1/refunds", client.v1.refunds.create_async(params={"payment_intent": pi_id}))
+    await expect("post", "/v1/refunds/{refund}/cancel", client.v1.refunds.cancel_async(refund.id))
+    await expect("get", "/v1/refunds/{refund}", client.v1.refunds.retrieve_async("re_nope"))
+    await expect("get", "/v1/charges/{charge}", client.v1.charges.retrieve_async("ch_nope"))
+    other = await standin.pay(link.id)
+    dispute = (await standin.open_dispute(other.payment_intent["id"])).dispute
+    assert dispute is not None
+    await expect("post", "/v1/refunds", client.v1.refunds.create_async(
+        params={"payment_intent": other.payment_intent["id"]}))
+    await client.v1.disputes.close_async(dispute["id"])
+    await expect("post", "/v1/disputes/{dispute}/close", client.v1.disputes.close_async(dispute["id"]))
+    await expect("get", "/v1/disputes/{dispute}", client.v1.disputes.retrieve_async("du_nope"))
+    assert check.problems == []
+    assert {"amount_too_large", "charge_already_refunded", "charge_disputed", "resource_missing"} <= set(codes)
 
 
 def _error_codes_in(path: Path) -> set[str]:
