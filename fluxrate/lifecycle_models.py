@@ -25,6 +25,17 @@ class Refund(Model):
     event_id: ShortText | None = None
 
 
+class ChargeRefunded(Model):
+    """The newest ``charge.refunded`` seen: the Charge's ``amount_refunded`` at ``as_of``."""
+
+    charge_id: ShortText
+    amount: str
+    amount_minor: int
+    currency: Currency
+    as_of: Timestamp
+    event_id: ShortText | None = None
+
+
 class Dispute(Model):
     id: ShortText
     amount: str

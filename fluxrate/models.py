@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from fluxrate import money
-from fluxrate.lifecycle_models import Dispute, Receipt, Receipts, Refund, ReminderRecord, Reminders
+from fluxrate.lifecycle_models import ChargeRefunded, Dispute, Receipt, Receipts, Refund, ReminderRecord, Reminders
 from fluxrate.model_base import Currency, Timestamp
 from fluxrate.model_base import Model as _Model
 
@@ -355,6 +355,7 @@ class InvoiceStatus(_Model):
     last_payment_error: PaymentError | None = None
     refunds: Annotated[list[Refund], Field(max_length=MAX_REFUNDS)] = Field(default_factory=list)
     amount_refunded: AmountDue | None = None
+    charge_refunded: ChargeRefunded | None = None
     dispute: Dispute | None = None
     receipt: Receipt | None = None
     reminders: Annotated[list[ReminderRecord], Field(max_length=MAX_REMINDERS)] = Field(default_factory=list)

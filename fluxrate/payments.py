@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from fluxrate import conditions as cond
 from fluxrate import money
@@ -245,6 +245,8 @@ def _paid(invoice: Mapping[str, Any], report: PaymentReport, moment: dt.datetime
     updates = [cond.Condition("Ready", "True", "Paid",
                               f"Paid {amount} {currency} ({record['providerPaymentId']}).")]
     events = [Event("Normal", "Paid", f"Paid {amount} {currency} via {report.event_type} ({report.event_id}).")]
+    if cond.is_true(status.get("conditions"), "Overdue"):  # the one write that pays also ends Overdue
+        updates.append(cond.Condition("Overdue", "False", "Paid", f"Paid on {_timestamp(moment)}."))
     mismatch = (report.amount_minor is not None and due.get("minor") is not None
                 and report.amount_minor != due.get("minor")) or (
         report.currency is not None and spec.get("currency") and report.currency != spec.get("currency"))
@@ -299,8 +301,18 @@ def _not_paid(status: Mapping[str, Any], report: PaymentReport, moment: dt.datet
                     events=[Event("Warning", "PaymentFailed", f"Payment failed: {report.error_message}")])
 
 
+class NamesInvoice(Protocol):
+    """What a report says about its invoice (a payment's, or a refund's or dispute's)."""
+
+    @property
+    def invoice_uid(self) -> str | None: ...
+
+    @property
+    def namespace(self) -> str | None: ...
+
+
 def match_problem(
-    invoice: Mapping[str, Any], report: PaymentReport, namespace: str, integration: str | None
+    invoice: Mapping[str, Any], report: NamesInvoice, namespace: str, integration: str | None
 ) -> str | None:
     """Why ``invoice`` must not take ``report`` (another integration or another object of the same name)."""
     if integration is not None and integration_ref_name(invoice.get("spec")) != integration:

@@ -101,6 +101,29 @@ def test_failure_after_paid_never_downgrades() -> None:
     assert decide(paid, report, T).outcome == "ignored"
 
 
+def test_paying_an_overdue_invoice_ends_overdue_in_the_same_write() -> None:
+    overdue = {"type": "Overdue", "status": "True", "reason": "PastDue", "message": "Past due.",
+               "lastTransitionTime": "2026-11-20T00:00:00Z"}
+    report = report_from_event(event("checkout.session.completed", session()))
+    decision = decide(invoice(conditions=[overdue]), report, T)
+    assert decision.changes is not None and decision.changes["phase"] == "Paid"
+    [ended] = [c for c in decision.changes["conditions"] if c["type"] == "Overdue"]
+    assert (ended["status"], ended["reason"], ended["message"]) == ("False", "Paid", "Paid on 2026-11-27T12:00:00Z.")
+    assert ended["lastTransitionTime"] == "2026-11-27T12:00:00Z"
+
+
+def test_paying_an_invoice_that_is_not_overdue_adds_no_overdue_condition() -> None:
+    decision = decide(invoice(), report_from_event(event("checkout.session.completed", session())), T)
+    assert decision.changes is not None
+    assert [c["type"] for c in decision.changes["conditions"]] == ["Ready"]
+
+
+def test_a_payment_event_for_a_refunded_invoice_is_a_duplicate_never_paid_again() -> None:
+    refunded = invoice("Refunded", payment={"providerPaymentId": "pi_1"}, processedEvents=["evt_1"])
+    decision = decide(refunded, report_from_event(event("payment_intent.succeeded", intent(), "evt_2")), T)
+    assert decision.outcome == "duplicate" and decision.changes is None
+
+
 def test_amount_mismatch_is_paid_but_flagged() -> None:
     decision = decide(invoice(), report_from_event(event("checkout.session.completed", session(amount=100))), T)
     assert decision.changes["phase"] == "Paid"

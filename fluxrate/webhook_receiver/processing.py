@@ -11,17 +11,18 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from fluxrate import api_versions
+from fluxrate import after_payment, api_versions
 from fluxrate import conditions as cond
+from fluxrate.decision import Decision
 from fluxrate.invoice_status import ConflictPersisted, InvoiceGone
 from fluxrate.kube import Kube, ObjectRef
-from fluxrate.payments import HANDLED_TYPES, PaymentReport, apply_report, report_from_event
+from fluxrate.payments import HANDLED_TYPES, apply_report, report_from_event
 from fluxrate.webhook_receiver.dedupe import RecentEvents
 from fluxrate.webhook_receiver.deliveries import DeliveryRecord, DeliveryRecorder
 from fluxrate.webhook_receiver.events import EventPoster
@@ -177,29 +178,35 @@ class DeliveryProcessor:
                                 invoice=invoice_ref.name if invoice_ref else None, **base)
 
         report = report_from_event(event)
-        if report is None:
-            return True, Answer(200, "ignored", f"fluxrate does not act on {event['type']}", **base)
+        if report is None:  # not a payment: a refund or a dispute (matched through the payment), or ignored
+            after = after_payment.report_from_event(event)
+            if after is None:
+                return True, Answer(200, "ignored", f"fluxrate does not act on {event['type']}", **base)
+            return True, await self._apply(d, event, base, after.invoice_id or after.payment_intent, after_payment.
+                                           apply_report(self.kube, d.namespace, after, integration=d.integration))
         if not report.invoice_id:
             return True, Answer(200, "unmatched", "no fluxrate invoice_id in the metadata", **base)
 
-        return True, await self._apply(d, event, report, base)
+        return True, await self._apply(d, event, base, report.invoice_id,
+                                       apply_report(self.kube, d.namespace, report, integration=d.integration))
 
     async def _apply(
-        self, d: Delivery, event: Mapping[str, Any], report: PaymentReport, base: dict[str, Any]
+        self, d: Delivery, event: Mapping[str, Any], base: dict[str, Any], target: str | None,
+        applying: Awaitable[tuple[Decision, dict[str, Any] | None]],
     ) -> Answer:
-        """Apply a verified event's payment report to its invoice, and post the Events about it."""
+        """Await ``applying`` (a report applied to its invoice ``target``), answer, and post the Events about it."""
         try:
-            decision, invoice = await apply_report(self.kube, d.namespace, report, integration=d.integration)
+            decision, invoice = await applying
         except InvoiceGone:
-            return Answer(200, "unmatched", f"invoice {report.invoice_id} was deleted", **base)
+            return Answer(200, "unmatched", f"invoice {target} was deleted", **base)
         except ConflictPersisted:
             return Answer(503, "error", "the invoice kept changing; Stripe will redeliver", **base)
         except ApiException as exc:
-            log.warning("writing invoice %s/%s failed: HTTP %s", d.namespace, report.invoice_id, exc.status)
+            log.warning("writing invoice %s/%s failed: HTTP %s", d.namespace, target, exc.status)
             return Answer(503, "error", f"the Kubernetes API answered {exc.status}; Stripe will redeliver",
                                 **base)
         except TRANSIENT_ERRORS as exc:
-            log.warning("writing invoice %s/%s failed: %s", d.namespace, report.invoice_id, type(exc).__name__)
+            log.warning("writing invoice %s/%s failed: %s", d.namespace, target, type(exc).__name__)
             return Answer(503, "error", "the Kubernetes API is unavailable; Stripe will redeliver", **base)
 
         name = invoice["metadata"]["name"] if invoice else None
@@ -207,13 +214,17 @@ class DeliveryProcessor:
                         ) if invoice and name else None
         if decision.outcome in ("applied", "duplicate"):
             self.recent.add(d.namespace, d.integration, event["id"], ref)
+        retry = decision.retry_after is not None  # e.g. a refund of a payment not recorded yet: Stripe redelivers
         if ref is not None:
             for type_, reason, message in decision.events:
                 self.events.post(ref, reason, message, type_)
             if decision.outcome != "applied" and not decision.events:
+                outcome = "waiting" if retry else decision.outcome
                 self.events.post(ref, "WebhookDelivery",
-                                 f"Stripe event {event['type']} {event['id']}: {decision.outcome} ({decision.reason}).",
+                                 f"Stripe event {event['type']} {event['id']}: {outcome} ({decision.reason}).",
                                  at_most_every=self.settings.signature_event_interval)
+        if retry:
+            return Answer(503, "error", decision.reason, invoice=name, **base)
         return Answer(200, decision.outcome, None if decision.outcome == "applied" else decision.reason,
                             invoice=name, **base)
 
