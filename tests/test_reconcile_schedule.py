@@ -77,3 +77,40 @@ async def test_keyed_locks_exclude_per_key_and_are_forgotten_when_free() -> None
     assert order.index("1-") < order.index("2+")  # same key: one at a time
     assert order.index("3+") < order.index("1-")  # another key: not held up
     assert len(locks) == 0
+
+
+def test_dunning_due_times_are_wall_clock_held_while_running_and_backed_off() -> None:
+    schedule = ReconcileSchedule()
+    schedule.update("ns", "a", body("a"), first_at=10.0, dunning_at=1000.0)  # Open: reconciled and dunned
+    schedule.update("ns", "f", body("f", "Finalized"), first_at=10.0, reconcile=False, dunning_at=2000.0)
+    assert schedule.names("ns", "prod") == {"a", "f"}
+    assert schedule.take_due("ns", "prod", 99.0) == [body("a")]  # only the one kept for reconciliation
+    assert schedule.take_dunning("ns", "prod", wall=999.0, now=0.0) == []
+    assert schedule.take_dunning("ns", "prod", wall=1000.0, now=0.0) == ["a"]
+    assert schedule.take_dunning("ns", "prod", wall=5000.0, now=0.0) == ["f"]  # "a" runs: not taken twice
+    schedule.reschedule_dunning("ns", "a", 1000.0, hold=50.0)  # SMTP refused: retry after a backoff
+    assert schedule.take_dunning("ns", "prod", wall=5000.0, now=49.0) == []
+    assert schedule.next_wait("ns", "prod", now=49.0, wall=5000.0) == 1.0
+    assert schedule.take_dunning("ns", "prod", wall=5000.0, now=50.0) == ["a"]
+    schedule.reschedule_dunning("ns", "f", None)  # nothing more until it changes: not kept at all
+    assert schedule.names("ns", "prod") == {"a"}
+
+
+def test_a_changed_policy_replans_the_invoices_kept_and_a_clock_move_wakes_the_daemons() -> None:
+    schedule = ReconcileSchedule()
+    schedule.update("ns", "a", body("a"), first_at=10.0)
+    schedule.update("ns", "f", body("f", "Finalized"), first_at=10.0, reconcile=False, dunning_at=2000.0)
+    schedule.set_policy("ns", "prod", "new policy", lambda b: 3000.0 if b["metadata"]["name"] == "a" else None)
+    assert schedule.policy("ns", "prod") == "new policy"
+    assert schedule.next_wait("ns", "prod", now=10.0, wall=0.0) == 0.0  # a's reconciliation
+    assert schedule.take_dunning("ns", "prod", wall=2500.0, now=0.0) == ["f"]  # its due time is its own
+    assert schedule.take_dunning("ns", "prod", wall=3000.0, now=0.0) == ["a"]
+    schedule.set_policy("ns", "prod", None, lambda b: None)
+    assert schedule.policy("ns", "prod") is None
+
+
+async def test_wake_all_sets_every_daemons_event_from_another_thread() -> None:
+    schedule = ReconcileSchedule()
+    with schedule.watching("ns", "prod") as prod, schedule.watching("ns", "staging") as staging:
+        await asyncio.to_thread(schedule.wake_all)
+        await asyncio.wait_for(asyncio.gather(prod.wait(), staging.wait()), 1.0)

@@ -76,6 +76,44 @@ def build_invoice_email(
     return message
 
 
+def reminder_message_id(step: str, invoice_uid: str) -> str:
+    """One per reminder step of an invoice: a retried or resent reminder is recognisable as the same message."""
+    return f"<reminder.{step}.{invoice_uid}@fluxrate.invoice>"
+
+
+def build_reminder_email(
+    *, name: str, uid: str, spec: InvoiceSpec, step: str, link_url: str, from_address: str, due: str,
+    days_overdue: int | None,
+) -> EmailMessage:
+    """A reminder of an unpaid invoice: ``due`` as the customer reads it, ``days_overdue`` None before it is due."""
+    total = money.format_minor(spec.total_minor(), spec.currency)
+    greeting = f"Hello {spec.customer.name}," if spec.customer.name else "Hello,"
+    if days_overdue is None:
+        subject = f"Reminder: invoice {name}, {total} due on {due}"
+        lead = f"A friendly reminder: invoice {name} for {total} is due on {due}."
+    else:
+        late = "is now overdue" if days_overdue == 0 else \
+            f"is {days_overdue} day{'s' if days_overdue != 1 else ''} overdue"
+        subject = f"Overdue: invoice {name}, {total} was due on {due}"
+        lead = f"Invoice {name} for {total} was due on {due} and {late}."
+    paid = "If you have already paid, thank you, and please ignore this email."
+    text = f"{greeting}\n\n{lead}\n\nPay securely with Stripe:\n{link_url}\n\n{paid}\n"
+    html_body = (
+        f"<html><body><p>{html.escape(greeting)}</p><p>{html.escape(lead)}</p>"
+        f"<p><a href=\"{html.escape(link_url, quote=True)}\">Pay {html.escape(total)} securely with Stripe</a></p>"
+        f"<p>{html.escape(paid)}</p></body></html>"
+    )
+    message = EmailMessage()
+    message["From"] = from_address
+    message["To"] = formataddr((spec.customer.name or "", spec.customer.email))
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    message["Message-ID"] = reminder_message_id(step, uid)
+    message.set_content(text)
+    message.add_alternative(html_body, subtype="html")
+    return message
+
+
 async def send_email(message: EmailMessage, smtp: SmtpSettings) -> None:
     """Raises aiosmtplib.SMTPException (or OSError) on failure; the caller retries with backoff."""
     password = None

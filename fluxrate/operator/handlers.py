@@ -18,6 +18,7 @@ from fluxrate.invoice_status import is_paid
 from fluxrate.kube import Kube
 from fluxrate.models import StripeIntegrationSpec
 from fluxrate.operator import integrations, invoices
+from fluxrate.operator.dunning_schedule import dunning_wake
 from fluxrate.operator.events import post_events
 from fluxrate.operator.integrations import IntegrationObject
 from fluxrate.operator.runtime import Runtime
@@ -96,7 +97,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, config: Op
     for resource, selector in fields.items():
         settings.watching.field_selectors[resource] = selector
     memo.runtime = Runtime(config, await Kube.connect())
-    await memo.runtime.metrics.start(config.metrics_port)
+    try:
+        await memo.runtime.metrics.start(config.metrics_port)
+    except OSError as exc:  # a wrong setting: stop with the reason rather than retry silently every minute
+        raise kopf.PermanentError(
+            f"cannot serve /metrics on port {config.metrics_port} ({exc.strerror}): set FLUXRATE_METRICS_PORT (the "
+            "chart's operator.metricsPort) to a free port, or 0 to turn the metrics off") from None
 
 
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -238,25 +244,31 @@ async def invoice_changed(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any
 
 async def invoice_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Keeps ``Runtime.waiting`` and ``Runtime.schedule`` current; Paid (by the receiver or by reconciliation):
-    deactivate the link at once."""
+    deactivate the link at once, then email the receipt."""
     runtime: Runtime = memo.runtime
     status = body.get("status") or {}
     meta = body["metadata"]
     runtime.metrics.update_invoice(meta["namespace"], meta["name"], None if type == "DELETED" else body)
     runtime.waiting.update(meta["namespace"], meta["name"],
                            None if type == "DELETED" else waits_for(body.get("spec") or {}, status))
-    reconciled = type != "DELETED" and not meta.get("deletionTimestamp") and needs_reconciliation(status)
+    live = type != "DELETED" and not meta.get("deletionTimestamp")
     interval = runtime.config.reconcile_interval
     first_at = asyncio.get_running_loop().time() + invoices.jitter_delay(interval, meta["name"])
-    runtime.schedule.update(meta["namespace"], meta["name"], body if reconciled else None, first_at)
+    runtime.schedule.update(meta["namespace"], meta["name"], body if live else None, first_at,
+                            reconcile=needs_reconciliation(status), dunning_at=dunning_wake(runtime, body))
     if type == "DELETED":
         return
     if not meta.get("deletionTimestamp") and invoices.wants_link_work(status):
         await renew_link(runtime, body)
         return
     link_active = any(link.get("active") is True for link in invoices.active_links(status))
-    if not is_paid(status.get("phase")) or not link_active:
-        return
+    if is_paid(status.get("phase")) and link_active:
+        await deactivate_paid_links(runtime, body)
+    if not meta.get("deletionTimestamp") and invoices.receipt_state(status) == "send":
+        await invoices.deliver_receipt(runtime, body, tries=invoices.RECEIPT_TRIES_IN_EVENT)
+
+
+async def deactivate_paid_links(runtime: Runtime, body: kopf.Body) -> None:
     obj = invoices.InvoiceObject.of(body)
     async with runtime.lock("invoice", obj.namespace, obj.name):
         latest = await runtime.kube.get_object("invoices", obj.namespace, obj.name)
@@ -267,10 +279,11 @@ async def invoice_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
     post_events(body, result.events)
 
 
-async def invoice_reconciliation(namespace: str, name: str, memo: kopf.Memo, stopped: kopf.DaemonStopped,
-                                 **_: Any) -> None:
-    """Reconciles this integration's invoices that need it (``schedule.run_reconciliation``)."""
-    await run_reconciliation(memo.runtime, namespace, name, stopped)
+async def invoice_reconciliation(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo,
+                                 stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """Reconciles this integration's invoices that need it, and runs their reminders (``schedule.run_reconciliation``;
+    ``body`` is kopf's live view of the integration, so its reminder schedule is current)."""
+    await run_reconciliation(memo.runtime, namespace, name, stopped, body)
 
 
 async def invoice_deleted(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:

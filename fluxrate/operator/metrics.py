@@ -25,9 +25,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from fluxrate.invoice_status import NEXT_PHASES
+
 logger = logging.getLogger(__name__)
 
-PHASES = ("Draft", "Finalized", "Open", "Failed", "Void", "Paid", "Refunded")
+PHASES = tuple(NEXT_PHASES)  # every phase, each exported from the start (at 0)
 # Money a customer has been asked for and has not paid: a finalized invoice (its link on the way) and an Open one
 # (its link sent). Draft is not billed yet, Failed was refused by Stripe and must be voided and reissued (counting
 # it would count the corrected invoice twice), Void is cancelled, Paid and Refunded are settled.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fluxrate.kube import Kube
-from fluxrate.operator import invoices
+from fluxrate.operator import clock, invoices
 from fluxrate.operator.metrics import BillingMetrics
 from fluxrate.operator.schedule import KeyedLocks, ReconcileSchedule
 from fluxrate.operator.settings import OperatorSettings
@@ -29,3 +29,7 @@ class Runtime:
         self.invoices = invoices.Reconciler(kube, self.clients, config)
         self.waiting = WaitingInvoices()
         self.schedule = ReconcileSchedule()
+        # the wall clock of due dates and reminders; a test installs a ManualClock (clock.install) and moves it
+        self.clock = clock.installed()
+        if isinstance(self.clock, clock.ManualClock):
+            self.clock.on_change(self.schedule.wake_all)

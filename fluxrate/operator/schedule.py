@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from fluxrate.decision import Event, backoff
 from fluxrate.invoice_status import is_paid
 from fluxrate.models import integration_ref_name
 from fluxrate.operator import invoices
+from fluxrate.operator.dunning_schedule import PolicyWatch, run_dunning
 from fluxrate.operator.events import post_events
 
 if TYPE_CHECKING:
@@ -29,50 +31,63 @@ if TYPE_CHECKING:
 Key = tuple[str, str]  # (namespace, integration name)
 RECONCILE_CONCURRENCY = 16  # invoices one integration's daemon reconciles at once (Stripe's limiter still rules)
 RENEW_ATTEMPTS = 4  # tries of a link renewal within one invoice event (Stripe unavailable), then reconciliation
+INF = float("inf")
 RECONCILE_ERROR_DELAY = 60.0  # before an invoice whose reconciliation raised is tried again (kopf's timer default)
 
 logger = logging.getLogger(__name__)
 
 
-def needs_reconciliation(status: Mapping[str, Any]) -> bool:
+def needs_reconciliation(status: Mapping[str, Any], now: dt.datetime | None = None) -> bool:
     """Open (a webhook may be missed, a link deactivated in Stripe), or Paid with a link (the current one or a
-    replaced one) still active (its deactivation failed)."""
+    replaced one) still active (its deactivation failed), or Paid recently and owed its receipt (``receipt_state``:
+    a payment recorded long ago is not, so resuming old Paid invoices schedules none of them)."""
     links = [*(status.get("paymentLinks") or []), status.get("paymentLink") or {}]
     active = any(isinstance(link, Mapping) and link.get("active") is True for link in links)
-    return status.get("phase") == "Open" or (is_paid(status.get("phase")) and active)
+    return (status.get("phase") == "Open" or (is_paid(status.get("phase")) and active)
+            or invoices.receipt_state(status, now) is not None)
 
 
 def integration_of(body: Mapping[str, Any]) -> str:
     return integration_ref_name(body.get("spec"))
 
 
-@dataclass
+@dataclass(slots=True)
 class Due:
-    at: float  # loop time
-    body: Mapping[str, Any]  # the newest version seen
+    at: float  # loop time of the next reconciliation (inf: none, or running)
+    body: Mapping[str, Any] | None  # the newest version seen, while it needs reconciliation
+    dunning_at: float = INF  # wall clock (epoch seconds) of the next dunning run (dunning_schedule)
+    hold: float = 0.0  # loop time before which that run waits (an SMTP backoff); inf while it runs
 
 
 class ReconcileSchedule:
-    """When each invoice that needs reconciliation is next due, filed under the integration it references."""
+    """When each invoice that needs reconciliation, or dunning (due dates and reminders), is next due, filed under
+    the integration it references: at most a body (kept for reconciliation anyway) and three floats each."""
 
     def __init__(self) -> None:
         self._by_integration: dict[Key, dict[str, Due]] = {}
         self._keys: dict[Key, Key] = {}  # (namespace, invoice) -> the key it is filed under
         self._changed: dict[Key, asyncio.Event] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._policies: dict[Key, Any] = {}  # (namespace, integration) -> its dunning Policy, from its daemon
 
-    def update(self, namespace: str, name: str, body: Mapping[str, Any] | None, first_at: float) -> None:
-        """Keep ``body`` as the invoice's newest version, due at ``first_at`` if it was not scheduled yet; or drop
-        the invoice (``body`` None: deleted, being deleted, or needing no reconciliation)."""
-        key = None if body is None else (namespace, integration_of(body))
+    def update(self, namespace: str, name: str, body: Mapping[str, Any] | None, first_at: float, *,
+               reconcile: bool = True, dunning_at: float | None = None) -> None:
+        """Keep ``body`` as the invoice's newest version, due at ``first_at`` if it was not scheduled yet (when it
+        needs reconciliation, ``reconcile``), its dunning due at ``dunning_at`` (wall clock, None: not); or drop the
+        invoice (``body`` None: deleted or being deleted; or neither needed)."""
+        filed = body is not None and (reconcile or dunning_at is not None)
+        key = (namespace, integration_of(body)) if filed and body is not None else None
         previous = self._keys.get((namespace, name))
         moved = self._remove(namespace, name, previous) if previous is not None and previous != key else None
         if body is None or key is None:
             return
         entries = self._by_integration.setdefault(key, {})
         current = entries.get(name) or moved
-        entries[name] = Due(current.at if current is not None else first_at, body)
+        at = INF if not reconcile else current.at if current is not None and current.body is not None else first_at
+        wall = INF if dunning_at is None else dunning_at
+        entries[name] = Due(at, body if reconcile else None, wall, current.hold if current is not None else 0.0)
         self._keys[(namespace, name)] = key
-        if current is None:
+        if current is None or at < current.at or wall < current.dunning_at:
             self._wake(key)
 
     def drop(self, namespace: str, name: str) -> None:
@@ -93,6 +108,13 @@ class ReconcileSchedule:
         if event is not None:
             event.set()
 
+    def wake_all(self) -> None:
+        """Wake every daemon to look again (the wall clock moved); safe to call from any thread."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closing meanwhile
+                loop.call_soon_threadsafe(lambda: [event.set() for event in list(self._changed.values())])
+
     def names(self, namespace: str, integration: str) -> frozenset[str]:
         return frozenset(self._by_integration.get((namespace, integration), ()))
 
@@ -101,24 +123,70 @@ class ReconcileSchedule:
         entries = self._by_integration.get((namespace, integration), {})
         taken = []
         for due in entries.values():
-            if due.at <= now:
-                due.at = float("inf")
+            if due.at <= now and due.body is not None:
+                due.at = INF
                 taken.append(due.body)
         return taken
 
     def reschedule(self, namespace: str, name: str, at: float) -> None:
-        key = self._keys.get((namespace, name))
-        due = self._by_integration[key].get(name) if key is not None else None
-        if due is not None:
+        due = self._due(namespace, name)
+        if due is not None and due.body is not None:
             due.at = at
+
+    def _due(self, namespace: str, name: str) -> Due | None:
+        key = self._keys.get((namespace, name))
+        return self._by_integration[key].get(name) if key is not None else None
+
+    def take_dunning(self, namespace: str, integration: str, wall: float, now: float) -> list[str]:
+        """The invoices whose dunning is due at ``wall`` (and not held past loop time ``now``); they are not due
+        again until ``reschedule_dunning``."""
+        taken = []
+        for name, due in self._by_integration.get((namespace, integration), {}).items():
+            if due.dunning_at <= wall and due.hold <= now:
+                due.hold = INF
+                taken.append(name)
+        return taken
+
+    def reschedule_dunning(self, namespace: str, name: str, wall: float | None, hold: float = 0.0) -> None:
+        """The next dunning run at ``wall`` (None: none until a change), not before loop time ``hold``."""
+        due = self._due(namespace, name)
+        if due is None:
+            return
+        due.dunning_at, due.hold = INF if wall is None else wall, hold
+        if due.body is None and wall is None:
+            self.drop(namespace, name)
+
+    def policy(self, namespace: str, integration: str) -> Any:
+        return self._policies.get((namespace, integration))
+
+    def set_policy(self, namespace: str, integration: str, policy: Any,
+                   replan: Callable[[Mapping[str, Any]], float | None]) -> None:
+        """The integration's dunning policy (None: forget it) changed: replan the invoices whose body is kept with
+        ``replan`` (the others, not Open, do not depend on it)."""
+        if policy is None:
+            self._policies.pop((namespace, integration), None)
+            return
+        self._policies[(namespace, integration)] = policy
+        for due in self._by_integration.get((namespace, integration), {}).values():
+            if due.body is not None:
+                wall = replan(due.body)
+                due.dunning_at = INF if wall is None else wall
 
     def next_at(self, namespace: str, integration: str) -> float:
         return min((d.at for d in self._by_integration.get((namespace, integration), {}).values()),
-                   default=float("inf"))
+                   default=INF)
+
+    def next_wait(self, namespace: str, integration: str, now: float, wall: float) -> float:
+        """Seconds until anything of the integration is due (loop time ``now``, wall clock ``wall``)."""
+        wait = INF
+        for due in self._by_integration.get((namespace, integration), {}).values():
+            wait = min(wait, due.at - now, max(due.dunning_at - wall, due.hold - now))
+        return wait
 
     @contextlib.contextmanager
     def watching(self, namespace: str, integration: str) -> Any:
         """An event set whenever an invoice is newly filed under the integration (for the daemon's sleeps)."""
+        self._loop = asyncio.get_running_loop()
         event = self._changed[(namespace, integration)] = asyncio.Event()
         try:
             yield event
@@ -152,21 +220,31 @@ class KeyedLocks:
 # --- the reconciliation daemon of an integration --------------------------------------------------------------
 
 
-async def run_reconciliation(runtime: Runtime, namespace: str, name: str, stopped: kopf.DaemonStopped) -> None:
+async def run_reconciliation(runtime: Runtime, namespace: str, name: str, stopped: kopf.DaemonStopped,
+                             integration: Mapping[str, Any] | None = None) -> None:
     """Runs the reconciliation of this integration's Open invoices (and Paid ones whose link is still active),
-    each every ``reconcile_interval``, the first run spread over the interval (``invoice_event`` files them)."""
+    each every ``reconcile_interval``, the first run spread over the interval (``invoice_event`` files them); and
+    their dunning (due dates and reminders) when it is due, with the policy of ``integration`` (kopf's live body
+    of the integration: an edit of it is seen on the next pass)."""
     loop = asyncio.get_running_loop()
     slots = asyncio.Semaphore(RECONCILE_CONCURRENCY)
+    policies = PolicyWatch(runtime, namespace, name)
     with runtime.schedule.watching(namespace, name) as filed:
-        while not stopped:
-            due = runtime.schedule.take_due(namespace, name, loop.time())
-            if due:
-                await asyncio.gather(*(reconcile_due_invoice(runtime, body, slots) for body in due))
-                continue
-            filed.clear()
-            wait = min(runtime.schedule.next_at(namespace, name) - loop.time(), 1.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(filed.wait(), max(wait, 0.0))
+        try:
+            while not stopped:
+                policy = policies.refresh(integration or {})
+                due = runtime.schedule.take_due(namespace, name, loop.time())
+                dunning = runtime.schedule.take_dunning(namespace, name, runtime.clock().timestamp(), loop.time())
+                if due or dunning:
+                    await asyncio.gather(*(reconcile_due_invoice(runtime, body, slots) for body in due),
+                                         run_dunning(runtime, namespace, dunning, policy, slots))
+                    continue
+                filed.clear()
+                wait = runtime.schedule.next_wait(namespace, name, loop.time(), runtime.clock().timestamp())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(filed.wait(), max(min(wait, 1.0), 0.0))
+        finally:
+            policies.forget()
 
 
 async def renew_link(runtime: Runtime, body: Any, *, ask_stripe: bool = False) -> None:
@@ -202,6 +280,8 @@ async def reconcile_invoice(runtime: Runtime, body: Any) -> None:
         else:
             events = (await runtime.invoices.deactivate_if_needed(obj, None, "the invoice is paid")).events
     post_events(body, events)
+    if invoices.receipt_state(obj.status) is not None:  # its receipt failed (or was never tried): try again
+        await invoices.deliver_receipt(runtime, body)
     if phase == "Open" and not events:
         # a link deactivated in the Stripe Dashboard, or a failure whose webhook was missed: renew it
         await renew_link(runtime, body, ask_stripe=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fluxrate import crds
 from fluxrate_sandbox.kube_server import KubeSandbox
+from fluxrate_sandbox.processes import free_port
 from fluxrate_sandbox.real_kube import RealKube, running_real_kube
 from fluxrate_sandbox.smtp_sink import SmtpSink
 from fluxrate_sandbox.stripe_standin import DEMO_TEST_KEY, StripeStandin
@@ -28,6 +29,8 @@ class Sandbox:
     smtp: SmtpSink
     state_dir: Path
     public_base_url: str
+    # the operator's /metrics port: several sandboxes (and their operators) may run on one machine at once
+    metrics_port: int = field(default_factory=free_port)
 
     @property
     def env_file(self) -> Path:
@@ -42,6 +45,7 @@ class Sandbox:
             "FLUXRATE_SMTP_HOST": self.smtp.host,
             "FLUXRATE_SMTP_PORT": str(self.smtp.port),
             "FLUXRATE_SMTP_SECURITY": "none",
+            "FLUXRATE_METRICS_PORT": str(self.metrics_port),
         }
 
     def write_env_file(self) -> Path:

@@ -97,4 +97,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                             "podDisruptionBudget": {"enabled": True, "minAvailable": 2}},
                "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
                "image": {"digest": "sha256:" + "a" * 64}},
+    "monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+                   "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"},
+                                      "additionalAlertLabels": {"team": "billing"}},
+                   "grafanaDashboard": {"enabled": True, "folder": "Billing"},
+                   "networkPolicy": {"enabled": True, "metricsFrom": [
+                       {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]}},
 }

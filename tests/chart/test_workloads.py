@@ -125,7 +125,8 @@ def test_ingress_exposes_only_the_webhook_path_with_tls() -> None:
     assert (path["path"], path["pathType"]) == ("/api/v1/webhooks/stripe", "Prefix")
     assert path["backend"]["service"]["name"] == "fr-fluxrate-receiver"
     policies = {p["metadata"]["name"]: p for p in by_kind(docs, "NetworkPolicy")}
-    assert policies["fr-fluxrate-operator"]["spec"]["ingress"] == []
+    # the operator admits only scrapes of its metrics port (from anywhere: networkPolicy.metricsFrom is empty)
+    assert policies["fr-fluxrate-operator"]["spec"]["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}]}]
     (allowed,) = policies["fr-fluxrate-receiver"]["spec"]["ingress"]
     assert allowed["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ingress-nginx"}
 
@@ -141,7 +142,8 @@ def _parse(add_arguments, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) 
 def test_operator_reads_every_setting_the_chart_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     values = {**VALUE_SETS["smtp"], "watchNamespaces": ["team-a"], "rateLimits": {"test": 5, "live": 50},
               "reconcileInterval": 120, "resyncInterval": 90, "logLevel": "DEBUG",
-              "stripe": {"apiBase": "http://stripe.test:12111", "maxNetworkRetries": 4}}
+              "stripe": {"apiBase": "http://stripe.test:12111", "maxNetworkRetries": 4},
+              "operator": {"metricsPort": 9191}}
     docs = render(values)
     config = one(docs, "ConfigMap", "fr-fluxrate-operator")["data"]
     settings = operator_settings(_parse(add_operator_arguments, config, monkeypatch))
@@ -152,6 +154,7 @@ def test_operator_reads_every_setting_the_chart_passes(monkeypatch: pytest.Monke
     assert settings.stripe_api_base == "http://stripe.test:12111" and settings.stripe_max_network_retries == 4
     assert settings.log_level == "DEBUG"
     assert settings.liveness_endpoint == "http://0.0.0.0:8080/healthz"
+    assert settings.metrics_port == 9191
     smtp = settings.smtp
     assert (smtp.host, smtp.port, smtp.security, smtp.username) == ("smtp.example.com", 465, "tls", "billing")
     assert smtp.from_address == "Billing <billing@example.com>"

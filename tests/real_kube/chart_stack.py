@@ -182,8 +182,9 @@ async def component_processes(release: Release, component: str, overrides: dict[
             await run_init_container(release, container, overrides, log_file)
             continue
         env = {**container.env, **overrides, "KUBECONFIG": str(await release.kubeconfig_for(container.service_account))}
-        if component == "operator":  # each replica its own liveness port (the chart's is per pod)
+        if component == "operator":  # each replica its own liveness and metrics ports (the chart's are per pod)
             env["FLUXRATE_LIVENESS_ENDPOINT"] = f"http://127.0.0.1:{free_port()}/healthz"
+            env["FLUXRATE_METRICS_PORT"] = str(free_port())
         processes.append(FluxrateProcess(container.deployment, container.args, env, log_file))
     return processes
 

@@ -113,9 +113,46 @@ SERVICE_MONITOR_CRD: dict[str, Any] = {
                             "scheme": {"type": "string", "enum": ["http", "https"]},
                             "interval": {"type": "string", "pattern": _DURATION},
                             "scrapeTimeout": {"type": "string", "pattern": _DURATION},
+                            "honorLabels": {"type": "boolean"},
                         }}},
                     },
                 },
+            },
+        }}}],
+    },
+}
+
+# The same for the chart's PrometheusRule (prometheusRule.enabled): prometheus-operator's monitoring.coreos.com/v1
+# PrometheusRule reduced to the fields the chart renders (alerting rules), with their types.
+_STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
+PROMETHEUS_RULE_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "prometheusrules.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "scope": "Namespaced",
+        "names": {"kind": "PrometheusRule", "listKind": "PrometheusRuleList", "plural": "prometheusrules",
+                  "singular": "prometheusrule", "shortNames": ["promrule"]},
+        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+            "type": "object",
+            "required": ["spec"],
+            "properties": {
+                "apiVersion": {"type": "string"},
+                "kind": {"type": "string"},
+                "metadata": {"type": "object"},
+                "spec": {"type": "object", "properties": {"groups": {"type": "array", "items": {
+                    "type": "object", "required": ["name"], "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "rules": {"type": "array", "items": {
+                            "type": "object", "required": ["expr"], "properties": {
+                                "alert": {"type": "string"},
+                                "expr": {"x-kubernetes-int-or-string": True},
+                                "for": {"type": "string", "pattern": _DURATION},
+                                "labels": _STRINGS,
+                                "annotations": _STRINGS,
+                            }}},
+                    }}}}},
             },
         }}}],
     },

@@ -21,6 +21,7 @@ from tests.conftest import built_realkube
 
 from .crd_helpers import (
     CRD_DIRS,
+    PROMETHEUS_RULE_CRD,
     SERVICE_MONITOR_CRD,
     crd_files,
     kubectl,
@@ -71,13 +72,16 @@ def install_crds(kube: RealKube, crds: list[dict[str, Any]]) -> None:
 
 def prepare_for(kube: RealKube, docs: list[dict[str, Any]]) -> None:
     """What must exist before a dry run of ``docs`` can succeed: their namespaces (admission refuses objects in a
-    namespace that does not exist, dry run or not), the CRDs the chart renders, and the ServiceMonitor test CRD."""
+    namespace that does not exist, dry run or not), the CRDs the chart renders, and the ServiceMonitor and
+    PrometheusRule test CRDs."""
     namespaces = sorted({doc["metadata"]["namespace"] for doc in docs if doc["metadata"].get("namespace")})
     kubectl_ok(kube, "apply", "-f", "-", stdin=yaml.safe_dump_all(
         [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}} for name in namespaces]))
     install_crds(kube, by_kind(docs, "CustomResourceDefinition"))
     if by_kind(docs, "ServiceMonitor"):
         install_crds(kube, [SERVICE_MONITOR_CRD])
+    if by_kind(docs, "PrometheusRule"):
+        install_crds(kube, [PROMETHEUS_RULE_CRD])
 
 
 def dry_run(kube: RealKube, docs: list[dict[str, Any]]) -> Any:
@@ -111,11 +115,12 @@ def test_every_crd_is_created_established_and_served(bare_kube: RealKube, direct
         assert (listed.returncode, listed.stderr.strip()) == (0, "No resources found")
 
 
-def test_the_only_rendered_kind_a_bare_server_does_not_serve_is_the_servicemonitor(bare_kube: RealKube) -> None:
+def test_the_only_rendered_kinds_a_bare_server_does_not_serve_are_prometheus_operators(bare_kube: RealKube) -> None:
     """Every kind of every value set is served once the chart's own CRDs (fluxrate's, and kopf's peering CRDs for
-    HA) are installed, except the ServiceMonitor: it needs prometheus-operator's CRD, which the dry run below
-    supplies as a test fixture (SERVICE_MONITOR_CRD)."""
-    kubectl_ok(bare_kube, "delete", "--ignore-not-found", "--wait", f"{CRD_API}/servicemonitors.monitoring.coreos.com")
+    HA) are installed, except the ServiceMonitor and the PrometheusRule: they need prometheus-operator's CRDs, which
+    the dry run below supplies as test fixtures (SERVICE_MONITOR_CRD, PROMETHEUS_RULE_CRD)."""
+    kubectl_ok(bare_kube, "delete", "--ignore-not-found", "--wait", f"{CRD_API}/servicemonitors.monitoring.coreos.com",
+               f"{CRD_API}/prometheusrules.monitoring.coreos.com")
     rendered = {(doc["apiVersion"], doc["kind"]) for values in VALUE_SETS.values() for doc in render(values)}
     chart_crds = {crd["metadata"]["name"]: crd for values in VALUE_SETS.values()
                   for crd in by_kind(render(values), "CustomResourceDefinition")}
@@ -126,7 +131,7 @@ def test_the_only_rendered_kind_a_bare_server_does_not_serve_is_the_servicemonit
     unserved = {(api_version, kind) for api_version, kind in rendered
                 if kind not in served_kinds(bare_kube, api_version)}
 
-    assert unserved == {("monitoring.coreos.com/v1", "ServiceMonitor")}
+    assert unserved == {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 
 
 @pytest.mark.parametrize("value_set", list(VALUE_SETS))

@@ -14,10 +14,14 @@ from typing import Any
 
 import pytest
 import stripe
+from aiolimiter import AsyncLimiter
 
-from fluxrate.models import DEFAULT_ENABLED_EVENTS, AfterCompletion, InvoiceSpec
+from fluxrate.models import DEFAULT_ENABLED_EVENTS, PAYMENT_EVENTS, AfterCompletion, InvoiceSpec, endpoint_events
 from fluxrate.operator.integrations import build_webhook_endpoint_params, endpoint_drift, endpoint_idempotency_key
+from fluxrate.operator.integrations.subscriptions import list_endpoints, subscription_condition
+from fluxrate.operator.invoices.receipts import fetch_payment_details
 from fluxrate.operator.payment_links import build_payment_link_params, payment_link_idempotency_key
+from fluxrate.operator.stripe_clients import IntegrationClient
 from fluxrate.stripe_api import build_stripe_client, close_stripe_client
 from tests.manifests import example
 from tests.stripe_openapi import stripe_schema
@@ -112,6 +116,38 @@ async def test_managed_webhook_endpoint_calls_are_accepted(client: stripe.Stripe
     assert repaired.object == "webhook_endpoint"
     deleted = await client.v1.webhook_endpoints.delete_async("we_123")
     assert deleted.deleted is True
+
+
+async def test_managed_endpoint_repair_adds_the_after_payment_types(client: stripe.StripeClient) -> None:
+    """An endpoint an older fluxrate registered (the old seven): the repair's update is accepted."""
+    update = endpoint_drift({"url": HOOK_URL, "enabled_events": list(PAYMENT_EVENTS), "status": "enabled"},
+                            HOOK_URL, endpoint_events(list(PAYMENT_EVENTS)))
+    assert set(update) == {"enabled_events"} and sorted(update["enabled_events"]) == sorted(DEFAULT_ENABLED_EVENTS)
+    repaired = await client.v1.webhook_endpoints.update_async("we_123", params=update)
+    assert repaired.object == "webhook_endpoint"
+
+
+def _entry(client: stripe.StripeClient) -> IntegrationClient:
+    return IntegrationClient(client=client, limiter=AsyncLimiter(100, 1), mode="test", fingerprint="stripe-mock")
+
+
+async def test_hand_made_endpoint_listing_is_accepted(client: stripe.StripeClient) -> None:
+    """``MissingEvents``: the operator's listing of the account's endpoints (paged), and a later page."""
+    endpoints = await list_endpoints(_entry(client))
+    assert endpoints and all(e["object"] == "webhook_endpoint" for e in endpoints)
+    page = await client.v1.webhook_endpoints.list_async(params={"limit": 100, "starting_after": "we_123"})
+    assert page.object == "list"
+    condition = await subscription_condition(_entry(client), HOOK_URL, list(DEFAULT_ENABLED_EVENTS))
+    assert condition.type == "MissingEvents" and condition.reason != "EndpointsNotReadable"
+
+
+async def test_payment_intent_with_its_latest_charge_for_the_receipt_is_accepted(client: stripe.StripeClient) -> None:
+    """The receipt's one Stripe call: the PaymentIntent with ``expand[]=latest_charge``."""
+    details = await fetch_payment_details(_entry(client), "pi_123")
+    intent = await client.v1.payment_intents.retrieve_async("pi_123", params={"expand": ["latest_charge"]})
+    charge = intent.to_dict()["latest_charge"]
+    assert isinstance(charge, dict) and charge["object"] == "charge"  # expanded, as the receipt reads it
+    assert details.receipt_url == charge.get("receipt_url")
 
 
 async def test_stripe_mock_rejects_what_stripe_would(client: stripe.StripeClient) -> None:

@@ -96,3 +96,11 @@ priorityClassName: {{ . }}
 {{- end }}
 terminationGracePeriodSeconds: {{ .component.terminationGracePeriodSeconds }}
 {{- end -}}
+
+{{/* Labels of one alert of the PrometheusRule: (dict "ctx" $ "alert" .Values.prometheusRule.alerts.<name>) */}}
+{{- define "fluxrate.alertLabels" -}}
+severity: {{ .alert.severity }}
+{{- with .ctx.Values.prometheusRule.additionalAlertLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}

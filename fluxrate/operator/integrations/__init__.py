@@ -3,6 +3,7 @@
 - ``reconcile``: the reconcile itself (and the disconnect on deletion), returning a ``fluxrate.decision.Decision``;
 - ``keys``: verifying the Stripe key in the Secret, and the account it belongs to;
 - ``endpoints``: the webhook endpoint fluxrate manages in Stripe, or the signing secret of one the user made;
+- ``subscriptions``: whether an endpoint the user made delivers every event type fluxrate needs (``MissingEvents``);
 - ``secrets``: the Secrets read, their watch label (``SecretsWatched``) and the Secret fluxrate owns;
 - ``objects``: what these share (the integration object, the Kubernetes calls they make, ``Stop``).
 """

@@ -1,5 +1,6 @@
 """The webhook endpoint of an integration: the one fluxrate manages in Stripe (registered, repaired, replaced for
-its API version with an overlap, deleted), or the signing secret of one the user made."""
+its API version with an overlap, deleted), or the signing secret of one the user made (and, in ``subscriptions``,
+whether it delivers the events fluxrate needs)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import stripe
 from fluxrate import api_versions
 from fluxrate import conditions as cond
 from fluxrate.decision import Decision, Event
+from fluxrate.models import endpoint_events
 from fluxrate.operator.integrations.objects import IntegrationObject, Overlap, SecretReader, Stop
 from fluxrate.operator.integrations.secrets import (
     MANAGED_BY_LABELS,
@@ -21,6 +23,7 @@ from fluxrate.operator.integrations.secrets import (
     owned_secret_name,
     secret_lines,
 )
+from fluxrate.operator.integrations.subscriptions import subscription_condition
 from fluxrate.operator.stripe_clients import IntegrationClient
 from fluxrate.stripe_errors import is_endpoint_limit, is_not_found, is_retryable, user_message
 from fluxrate.stripe_keys import MANAGED_SIGNING_SECRET_KEY, KeyProblem, parse_webhook_secrets
@@ -86,7 +89,7 @@ async def webhook_secret(
     obj: IntegrationObject, kube: SecretReader, secrets: ReferencedSecrets, entry: IntegrationClient, url: str,
     out: Decision, others: list[cond.Condition], retry_delay: float, overlap: Overlap,
 ) -> None:
-    events = obj.spec.webhook_endpoint.enabled_events
+    events = endpoint_events(obj.spec.webhook_endpoint.enabled_events)
     if obj.spec.webhook_endpoint.managed:
         await managed_endpoint(obj, kube, entry, url, out, others, retry_delay, overlap)
         return
@@ -103,6 +106,9 @@ async def webhook_secret(
         out.changes["webhookEndpointApiVersion"] = None
         out.changes["webhookSecretName"] = None
         out.events.append(Event("Normal", "EndpointDeleted", f"Deleted managed webhook endpoint {endpoint_id}."))
+    # An endpoint made by hand (after deleting the managed one, which could deliver to the same URL): does it
+    # deliver every event type fluxrate needs?
+    others.append(await subscription_condition(entry, url, events))
     ref = obj.spec.webhook_secret_ref
     if ref is None:
         others.append(cond.Condition(
@@ -177,8 +183,10 @@ async def managed_endpoint(
     obj: IntegrationObject, kube: SecretReader, entry: IntegrationClient, url: str, out: Decision,
     others: list[cond.Condition], retry_delay: float, overlap: Overlap,
 ) -> None:
-    params = build_webhook_endpoint_params(url, obj.spec.webhook_endpoint.enabled_events, obj.namespace, obj.name,
-                                           obj.uid)
+    # endpoint_events: an integration stored before the after-payment types existed still lists only the payment
+    # events (the CRD persisted that default), and its endpoint gets them too
+    params = build_webhook_endpoint_params(url, endpoint_events(obj.spec.webhook_endpoint.enabled_events),
+                                           obj.namespace, obj.name, obj.uid)
     version = params["api_version"]
     secret_name = owned_secret_name(obj.name)
     current_id: str | None = obj.status.get("webhookEndpointId")
@@ -227,7 +235,7 @@ async def _keep_current(
         return _Current(kept=False, replacing=endpoint,
                         stored_lines=tuple(secret_lines(stored.get(MANAGED_SIGNING_SECRET_KEY))))
     await retire_endpoint(obj, kube, entry, out, retry_delay, overlap)
-    update = endpoint_drift(endpoint, url, obj.spec.webhook_endpoint.enabled_events)
+    update = endpoint_drift(endpoint, url, endpoint_events(obj.spec.webhook_endpoint.enabled_events))
     if update:
         await entry.call(lambda c: c.v1.webhook_endpoints.update_async(current_id, params=update))
         out.events.append(Event(

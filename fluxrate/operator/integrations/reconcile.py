@@ -22,6 +22,7 @@ from fluxrate.operator.integrations.secrets import (
     build_secrets_watched,
     secrets_watched_events,
 )
+from fluxrate.operator.integrations.subscriptions import MISSING_EVENTS
 from fluxrate.operator.stripe_clients import StripeClients
 from fluxrate.stripe_errors import is_auth_error, is_not_found
 
@@ -90,13 +91,16 @@ async def reconcile_integration(
 def _secrets_watched(
     obj: IntegrationObject, secrets: ReferencedSecrets, out: Decision, others: list[cond.Condition]
 ) -> list[str]:
-    """Adds ``SecretsWatched`` (and its Warning, once) to the outcome; the conditions to remove (none was read)."""
+    """Adds ``SecretsWatched`` (and its Warning, once) to the outcome; the conditions to remove (``SecretsWatched``
+    when no Secret was read, ``MissingEvents`` when the endpoint is managed)."""
     watched = build_secrets_watched(obj.namespace, secrets.labelled)
     out.events.extend(secrets_watched_events(cond.get(obj.status.get("conditions"), SECRETS_WATCHED), watched))
+    # MissingEvents is about an endpoint made by hand: a managed one is kept complete by fluxrate
+    stale = [MISSING_EVENTS] if obj.spec.webhook_endpoint.managed else []
     if watched is None:
-        return [SECRETS_WATCHED]
+        return [SECRETS_WATCHED, *stale]
     others.append(watched)
-    return []
+    return stale
 
 
 async def disconnect_integration(obj: IntegrationObject, clients: StripeClients, kube: SecretReader) -> list[Event]:

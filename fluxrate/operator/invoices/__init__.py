@@ -5,6 +5,7 @@
 - ``renewal``: a replacement for a link that can no longer take a payment;
 - ``notification``: the email of each link to the customer;
 - ``deactivation``: stopping links from being paid again;
+- ``receipts``: the receipt emailed to the customer for a payment;
 - ``status``: the invoice object and its status writes; ``links``: the links as the status records them (pure).
 """
 
@@ -17,17 +18,21 @@ from fluxrate.operator.invoices.links import (
     with_link,
     with_links_inactive,
 )
+from fluxrate.operator.invoices.receipts import RECEIPT_TRIES_IN_EVENT, deliver_receipt, receipt_state
 from fluxrate.operator.invoices.reconciler import Reconciler
 from fluxrate.operator.invoices.status import InvoiceObject, Values
 
 __all__ = [
     "FAILED_INTENT_STATUSES",
+    "RECEIPT_TRIES_IN_EVENT",
     "InvoiceObject",
     "Reconciler",
     "Values",
     "active_links",
+    "deliver_receipt",
     "jitter_delay",
     "link_history",
+    "receipt_state",
     "wants_link_work",
     "with_link",
     "with_links_inactive",

@@ -16,12 +16,13 @@ from fluxrate.decision import Decision
 from fluxrate.invoice_status import is_paid
 from fluxrate.models import integration_ref_name
 from fluxrate.operator.invoices.links import link_history
+from fluxrate.operator.invoices.receipts import Receipts
 from fluxrate.operator.invoices.renewal import LinkRenewal
 from fluxrate.operator.invoices.status import InvoiceObject, ready
 from fluxrate.payments import apply_report, report_from_object
 
 
-class Reconciler(LinkRenewal):
+class Reconciler(LinkRenewal, Receipts):
     # --- the main reconcile ---------------------------------------------------------------------------
 
     async def reconcile(self, obj: InvoiceObject) -> Decision:
@@ -64,8 +65,10 @@ class Reconciler(LinkRenewal):
         result = await self.deactivate_if_needed(obj, spec, "the invoice was voided")
         if result.retry_after is not None:
             return result
-        await self.write(obj, {"phase": "Void", "amountDue": due, "linkRequest": None}, [
-            ready("True", "Void", "The invoice is void; its payment link no longer accepts payments.")])
+        void = [ready("True", "Void", "The invoice is void; its payment link no longer accepts payments.")]
+        if cond.is_true(((obj.latest or obj.body).get("status") or {}).get("conditions"), "Overdue"):
+            void.append(cond.Condition("Overdue", "False", "Void", "The invoice is Void: no longer overdue."))
+        await self.write(obj, {"phase": "Void", "amountDue": due, "linkRequest": None}, void)
         return result
 
     # --- missed webhooks ----------------------------------------------------------------------------
