@@ -18,10 +18,12 @@ from fluxrate import conditions as cond
 from fluxrate import webhook_url
 from fluxrate.kube import Kube, ObjectRef
 from fluxrate.models import DEFAULT_ENABLED_EVENTS
+from fluxrate.operator.receipt_email import receipt_message_id
 from fluxrate.stripe_api import build_stripe_client, close_stripe_client
 from fluxrate_sandbox.processes import wait_for
 from fluxrate_sandbox.real_kube import RealKube
 from tests.real_kube.chart_stack import GROUP_VERSION, Obj, Stack, chart_stack, forbidden
+from tests.real_kube.crd_helpers import kubectl_ok
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -80,6 +82,38 @@ async def owner_uids(kube: RealKube, namespace: str, name: str) -> list[str] | N
     return None if found is None else [ref["uid"] for ref in found["metadata"].get("ownerReferences", [])]
 
 
+async def _after_payment(stack: Stack, kube: RealKube, ns: str, inv: Obj) -> None:
+    """The receipt (the operator reads the payment in Stripe), a partial refund and a dispute (the receiver finds the
+    invoice by the selectable field, under the chart's RBAC), as `kubectl get inv` shows them."""
+    stripe, status = stack.stripe, inv["status"]
+    payment_id, uid = status["payment"]["providerPaymentId"], inv["metadata"]["uid"]
+    receipt = await stack.wait("the receipt to be recorded", "invoices", ns, "inv-1",
+                               lambda o: bool(((o.get("status") or {}).get("receipt") or {}).get("sentAt")))
+    assert receipt["status"]["receipt"]["messageId"] == receipt_message_id(payment_id, uid)
+    mails = stack.smtp.to(inv["spec"]["customer"]["email"])
+    (receipt_mail,) = [m for m in mails if str(m.message["Message-ID"]).strip() == receipt_message_id(payment_id, uid)]
+    assert "Visa ending 4242" in receipt_mail.body("plain")
+
+    refund = await stripe.refund(payment_id, amount=5000)
+    await refund.delivered
+    refunded = await stack.wait("the partial refund to be recorded", "invoices", ns, "inv-1",
+                                lambda o: ((o.get("status") or {}).get("amountRefunded") or {}).get("minor") == 5000)
+    assert refunded["status"]["phase"] == "Paid"
+    assert [(r["id"], r["status"]) for r in refunded["status"]["refunds"]] == [(refund.refund["id"], "succeeded")]
+    table = kubectl_ok(kube, "-n", ns, "get", "inv", "inv-1")
+    header, row = table.splitlines()[:2]
+    assert dict(zip(header.split(), row.split(), strict=False))["REFUNDED"] == "50.00", table
+
+    dispute = await stripe.open_dispute(payment_id, reason="fraudulent", amount=18650)
+    await dispute.delivered
+    disputed = await stack.wait_condition("invoices", ns, "inv-1", "Disputed", status="True", reason="DisputeOpen")
+    assert dispute.dispute["id"] in disputed["message"]
+    closed = await stripe.close_dispute(dispute.dispute["id"], won=False)
+    await closed.delivered
+    lost = await stack.wait("the lost dispute to refund the rest", "invoices", ns, "inv-1", phase("Refunded"))
+    assert lost["status"]["amountRefunded"]["minor"] == 5000 + 18650
+
+
 @pytest.mark.parametrize("mode", sorted(MODES))
 async def test_whole_flow_under_the_charts_rbac(mode: str, own_real_kube: RealKube, tmp_path: Path) -> None:
     values, ns = MODES[mode]
@@ -125,6 +159,7 @@ async def _flow(stack: Stack, kube: RealKube, ns: str, *, ha: bool) -> None:
     await wait_for("the link to be deactivated", lambda: stripe.payment_links[link["id"]].obj["active"],
                    lambda active: not active, timeout=30)
     assert stripe.links_created_by_invoice[inv["metadata"]["uid"]] == 1
+    await _after_payment(stack, kube, ns, inv)
 
     # Key rotation: the new key is used at once, the old one can be revoked.
     new_key = stripe.add_key(account_id)
