@@ -16,6 +16,7 @@ from fluxrate.operator import clock as clocks
 from fluxrate.operator.main import running_operator
 from fluxrate.operator.settings import OperatorSettings
 from fluxrate.payments import apply_report, report_from_object
+from fluxrate_sandbox.clock import ManualClock
 from fluxrate_sandbox.kube_server import KubeSandbox
 from fluxrate_sandbox.smtp_sink import ReceivedMessage, SmtpSink
 from fluxrate_sandbox.stripe_standin import StripeStandin
@@ -28,8 +29,8 @@ TABLE = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}
 
 
 @pytest.fixture
-def clock() -> Iterator[clocks.ManualClock]:
-    manual = clocks.ManualClock()
+def clock() -> Iterator[ManualClock]:
+    manual = ManualClock()
     previous = clocks.install(manual)
     yield manual
     clocks.install(previous)
@@ -40,7 +41,7 @@ def fast(operator_settings: OperatorSettings) -> OperatorSettings:
     return dataclasses.replace(operator_settings, retry_delay=0.3)
 
 
-def due_in(clock: clocks.ManualClock, days: int) -> tuple[str, dt.datetime]:
+def due_in(clock: ManualClock, days: int) -> tuple[str, dt.datetime]:
     """A ``dueDate`` ``days`` from the clock's today, and its due moment (the end of that day, UTC)."""
     day = (clock() + dt.timedelta(days=days)).date()
     return day.isoformat(), dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
@@ -85,7 +86,7 @@ async def open_invoice(cluster: Cluster, standin: StripeStandin, namespace: str,
 
 
 async def test_one_reminder_per_step_overdue_at_the_due_moment_and_none_once_paid(
-    kube: KubeSandbox, fast: OperatorSettings, clock: clocks.ManualClock, cluster: Cluster,
+    kube: KubeSandbox, fast: OperatorSettings, clock: ManualClock, cluster: Cluster,
     stripe_standin: StripeStandin, smtp_sink: SmtpSink, namespace: str,
 ) -> None:
     due_date, due = due_in(clock, 10)
@@ -135,7 +136,7 @@ async def test_one_reminder_per_step_overdue_at_the_due_moment_and_none_once_pai
 
 
 async def test_steps_missed_together_send_only_the_latest_and_an_invoice_override_rules(
-    fast: OperatorSettings, clock: clocks.ManualClock, cluster: Cluster, stripe_standin: StripeStandin,
+    fast: OperatorSettings, clock: ManualClock, cluster: Cluster, stripe_standin: StripeStandin,
     smtp_sink: SmtpSink, namespace: str,
 ) -> None:
     due_date, due = due_in(clock, 10)
@@ -166,7 +167,7 @@ async def test_steps_missed_together_send_only_the_latest_and_an_invoice_overrid
 
 
 async def test_a_disabled_integration_sends_no_reminders(
-    fast: OperatorSettings, clock: clocks.ManualClock, cluster: Cluster, stripe_standin: StripeStandin,
+    fast: OperatorSettings, clock: ManualClock, cluster: Cluster, stripe_standin: StripeStandin,
     smtp_sink: SmtpSink, namespace: str,
 ) -> None:
     due_date, due = due_in(clock, 10)
@@ -184,7 +185,7 @@ async def test_a_disabled_integration_sends_no_reminders(
 
 
 async def test_smtp_failing_then_recovering_sends_exactly_one_per_step(
-    fast: OperatorSettings, clock: clocks.ManualClock, cluster: Cluster, stripe_standin: StripeStandin,
+    fast: OperatorSettings, clock: ManualClock, cluster: Cluster, stripe_standin: StripeStandin,
     smtp_sink: SmtpSink, namespace: str,
 ) -> None:
     due_date, due = due_in(clock, 10)
@@ -203,7 +204,7 @@ async def test_smtp_failing_then_recovering_sends_exactly_one_per_step(
 
 
 async def test_an_operator_restart_does_not_resend_a_recorded_step(
-    fast: OperatorSettings, clock: clocks.ManualClock, cluster: Cluster, stripe_standin: StripeStandin,
+    fast: OperatorSettings, clock: ManualClock, cluster: Cluster, stripe_standin: StripeStandin,
     smtp_sink: SmtpSink, namespace: str,
 ) -> None:
     due_date, due = due_in(clock, 10)
