@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from fluxrate import conditions as cond
 from fluxrate.operator.waiting import WaitingInvoices, waits_for
 
 FINALIZED = {"state": "Finalized", "integrationRef": {"name": "prod"}}
@@ -14,6 +17,17 @@ def test_only_finalized_invoices_without_a_link_wait() -> None:
     assert waits_for({**FINALIZED, "state": "Draft"}, {}) is None
     for phase in ("Paid", "Failed", "Void"):
         assert waits_for(FINALIZED, {"phase": phase}) is None
+
+
+def test_a_paid_invoice_waits_for_its_integration_until_its_receipt_is_tried() -> None:
+    # a restarted operator reads the payment method through the integration: the receipt waits for it to connect
+    payment = {"providerPaymentId": "pi_1", "paidAt": cond.timestamp(cond.now() - dt.timedelta(minutes=5))}
+    paid = {"phase": "Paid", "paymentLink": {"id": "plink_1"}, "payment": payment}
+    assert waits_for(FINALIZED, paid) == "prod"
+    assert waits_for(FINALIZED, {**paid, "receipt": {"paymentId": "pi_1", "attempts": 1}}) is None  # tried: retried
+    assert waits_for(FINALIZED, {**paid, "receipt": {"paymentId": "pi_1", "sentAt": "2026-12-01T00:00:00Z"}}) is None
+    old = {**payment, "paidAt": cond.timestamp(cond.now() - dt.timedelta(days=30))}
+    assert waits_for(FINALIZED, {**paid, "payment": old}) is None  # paid long ago: no receipt, nothing to wait for
 
 
 def test_invoices_are_filed_under_one_integration_and_leave_when_done() -> None:

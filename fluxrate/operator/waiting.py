@@ -1,4 +1,5 @@
-"""Finalized invoices that wait for their StripeIntegration, kept in memory from the invoices' watch events.
+"""Invoices that wait for their StripeIntegration (Finalized ones for their link, paid ones for their receipt),
+kept in memory from the invoices' watch events.
 
 A kopf index did this before, but kopf holds every handler until each indexed object has been indexed, through
 a readiness flag per object: with 10,000 invoices an operator never got to resume them (quadratic waits).
@@ -12,12 +13,16 @@ from typing import Any
 
 from fluxrate.invoice_status import is_paid
 from fluxrate.models import integration_ref_name
+from fluxrate.operator.invoices.receipts import receipt_state
 
 Key = tuple[str, str]  # (namespace, integration name)
 
 
 def waits_for(spec: Mapping[str, Any], status: Mapping[str, Any]) -> str | None:
-    """The integration a Finalized invoice without a payment link waits for; None when it waits for nothing."""
+    """The integration a Finalized invoice without a payment link waits for, or a paid one whose receipt was not
+    tried yet (it reads the payment method through the integration); None when it waits for nothing."""
+    if receipt_state(status) == "send":
+        return integration_ref_name(spec)
     if spec.get("state") != "Finalized" or status.get("paymentLink"):
         return None
     if is_paid(status.get("phase")) or status.get("phase") in ("Failed", "Void"):

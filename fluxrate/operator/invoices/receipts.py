@@ -117,6 +117,10 @@ class Receipts(StatusWriter):
             spec = models.InvoiceSpec.model_validate(dict(latest.get("spec") or {}))
         except ValidationError:
             return result  # a paid invoice's spec is immutable and was valid; nothing to address a receipt to
+        if payment_id.startswith("pi_") and not self._connected(latest):
+            # not a failed try: a restarted operator has not connected the integration yet; the invoice waits for
+            # it (``waiting.waits_for``) and is woken when it connects
+            return result
         details = await self._details(obj, latest, payment_id, attempts)
         if details is None:
             await self._failed(obj, payment_id, attempts, "Stripe could not be asked about the payment method",
@@ -136,6 +140,10 @@ class Receipts(StatusWriter):
         result.events.append(Event("Normal", "ReceiptSent", f"Emailed the receipt for {payment_id} to "
                                    f"{spec.customer.email}{f' ({details.method})' if details.method else ''}."))
         return result
+
+    def _connected(self, invoice: Mapping[str, Any]) -> bool:
+        entry = self.clients.get(invoice["metadata"]["namespace"], integration_ref_name(invoice.get("spec")))
+        return entry is not None and entry.ready
 
     async def _skip_reason(self, invoice: Mapping[str, Any]) -> str | None:
         name = integration_ref_name(invoice.get("spec"))
