@@ -8,7 +8,7 @@ from fluxrate.operator.handlers import INTEGRATION_READY_ANNOTATION
 from fluxrate.webhook_receiver.processing import parse_event
 from fluxrate_sandbox.chaos.emails import KillWindows, email_figures
 from fluxrate_sandbox.chaos.outcome import Outcome
-from fluxrate_sandbox.chaos.stack import Evidence, chaos_stack, invoice_manifest
+from fluxrate_sandbox.chaos.stack import Evidence, chaos_stack, header_id, invoice_manifest
 
 
 def test_a_deeply_nested_body_is_not_an_event_rather_than_an_internal_error() -> None:
@@ -45,7 +45,7 @@ async def test_operator_killed_right_after_the_smtp_server_accepted_the_email_re
         await stack.until("the invoice to be Open and emailed", lambda: bool(stack.finalized(tenant.namespace, [name])),
                           60)
         invoice = stack.invoice(tenant.namespace, name)
-        message_ids = [str(m.message["Message-ID"]) for m in stack.sandbox.smtp.messages]
+        message_ids = [header_id(m.message) for m in stack.sandbox.smtp.messages]
         outcome = Outcome("finding-email", "the kill between acceptance and status write")
         email_figures(stack, [invoice], windows.count, outcome)
     assert set(message_ids) == {invoice["status"]["notification"]["messageId"]}
@@ -53,6 +53,7 @@ async def test_operator_killed_right_after_the_smtp_server_accepted_the_email_re
     assert outcome.figures["extra emails (same Message-ID)"] == 1
     assert outcome.checks == {"every link emailed at least once": True,
                               "all emails of a link share its one Message-ID": True,
+                              "no receipt or reminder email but those due, each under its one Message-ID": True,
                               "extra emails no more than kills between SMTP acceptance and status write": True}
 
 

@@ -1,7 +1,8 @@
 """Scenario: failed bank debits use invoices' links up while the operator is SIGKILLed at random moments; each
 failure must give exactly one replacement link (the stand-in's counter), emailed (at least once, one Message-ID
 per link, extra copies no more than kills between the SMTP server's acceptance and the status write), the old link
-deactivated, and the invoice then paid through the new link."""
+deactivated, and the invoice then paid through the new link, its receipt emailed (under the same contract, one
+Message-ID per payment)."""
 
 from __future__ import annotations
 
@@ -86,7 +87,12 @@ async def link_renewal(stack: Stack, size: Size, rng: random.Random, outcome: Ou
     paid = stack.paid(tenant.namespace, names)
     right = sum(1 for i in paid if i["status"]["payment"]["providerPaymentId"] == paid_with[i["metadata"]["name"]]
                 and i["status"]["payment"]["source"] == "webhook")
+    # each payment's receipt (the invoices were Paid while the operator ran), then a moment for any second copy
+    await stack.until(f"{count} receipts to be sent", lambda: all(
+        ((stack.invoice(tenant.namespace, n).get("status") or {}).get("receipt") or {}).get("sentAt")
+        for n in names), 120)
     await asyncio.sleep(1.0)
+    invoices = [stack.invoice(tenant.namespace, n) for n in names]
     new_inactive = sum(1 for n in names if standin.payment_links[new[n]].obj["active"] is False)
     outcome.figures.update({
         "invoices": count, "failed bank debits": len(failures), "operator SIGKILLs": stack.operator.kills,
@@ -94,11 +100,11 @@ async def link_renewal(stack: Stack, size: Size, rng: random.Random, outcome: Ou
         "renewed/failed (in flight) at each kill": " ".join(at_kill),
         "links created": sum(links), "invoices with exactly 2 links": sum(1 for n in links if n == 2),
         "history recorded (first, replacement)": recorded, "replaced links deactivated": replaced_inactive,
-        "invoices with exactly 2 emails": sum(1 for n in emails if n == 2),
+        "invoices with exactly 2 link emails": sum(1 for n in emails if n == 2),
         "Paid through the new link by webhook": right, "new links deactivated after payment": new_inactive,
         "Stripe requests": standin.count_requests(), "Stripe idempotent replays": standin.idempotent_replays,
     })
-    email_figures(stack, invoices, windows.count, outcome)
+    email_figures(stack, invoices, windows.count, outcome, receipts=True)
     outcome.check("exactly one replacement link per failure", all(n == 2 for n in links))
     outcome.check("every invoice's links recorded in status.paymentLinks", recorded == count)
     outcome.check("every replaced link deactivated in Stripe", replaced_inactive == count)

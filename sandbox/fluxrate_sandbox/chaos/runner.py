@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fluxrate_sandbox.chaos import finalization, hostile, renewal, storms, tenancy
+from fluxrate_sandbox.chaos import finalization, hostile, money_back, reminders, renewal, storms, tenancy
 from fluxrate_sandbox.chaos.hygiene import secret_hygiene
 from fluxrate_sandbox.chaos.outcome import SIZES, Outcome, Size
 from fluxrate_sandbox.chaos.report import record, table, write_json
@@ -36,6 +36,8 @@ class Scenario:
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("storm", "Webhook storm: every success event 3x, concurrent, shuffled", storms.webhook_storm, 600),
+    Scenario("money-back", "Refunds and disputes after the storm: every event 3x, concurrent, half reversed",
+             money_back.money_back, 600),
     Scenario("kube-outage", "Kubernetes API outage (10 s) in the middle of the storm", storms.kube_outage, 600),
     Scenario("stripe-faults", "Stripe API faults during finalization (20% 500, 10% 429, latency <= 2 s)",
              finalization.stripe_faults, 900),
@@ -43,6 +45,8 @@ SCENARIOS: tuple[Scenario, ...] = (
              finalization.operator_crash, 900),
     Scenario("link-renewal", "Failed bank debits renewed while the operator is SIGKILLed at random moments",
              renewal.link_renewal, 600),
+    Scenario("reminders", "Due dates pass, reminders and receipts go out while the operator is SIGKILLed",
+             reminders.reminders_under_kills, 600),
     Scenario("receiver-crash", "Receiver SIGKILLed mid-request, restarted", storms.receiver_crash, 600),
     Scenario("hostile", "Hostile input (hypothesis-generated requests)", hostile.hostile_input, 1200),
     Scenario("cross-tenant", "Cross-tenant signatures", tenancy.cross_tenant, 300),

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -190,9 +191,29 @@ class Stack:
         created = self.sandbox.stripe.links_created_by_invoice
         return [created.get(i["metadata"]["uid"], 0) for i in invoices]
 
-    def emails_per_invoice(self, invoices: Iterable[Obj]) -> list[int]:
-        by_recipient = Counter(to for m in self.sandbox.smtp.messages for to in m.rcpt_tos)
+    def emails_per_invoice(self, invoices: Iterable[Obj], kind: str = "link") -> list[int]:
+        """How many emails of ``kind`` (``EMAIL_KINDS``) each invoice's customer got."""
+        by_recipient = Counter(to for m in self.sandbox.smtp.messages for to in m.rcpt_tos
+                               if email_kind(header_id(m.message)) == kind)
         return [by_recipient.get(i["spec"]["customer"]["email"], 0) for i in invoices]
+
+
+EMAIL_KINDS = ("link", "receipt", "reminder")
+
+
+def header_id(message: Message) -> str:
+    """An email's Message-ID as the operator recorded it: unfolded (a long header may be folded onto a second line,
+    which leaves whitespace before the ``<``; RFC 5322 allows it, mail clients drop it)."""
+    return "".join(str(message["Message-ID"]).split())
+
+
+def email_kind(message_id: str) -> str:
+    """What an operator email is about, from its Message-ID: a payment link (``<{linkId}.{uid}@...>``), a receipt
+    (``<receipt.{paymentId}.{uid}@...>``) or a reminder (``<reminder.{step}.{uid}@...>``)."""
+    for kind in ("receipt", "reminder"):
+        if message_id.startswith(f"<{kind}."):
+            return kind
+    return "link"
 
 
 def is_finalized(obj: Obj) -> bool:
