@@ -266,6 +266,14 @@ class InvoiceSpec(_Model):
         return money.total_minor([(i.quantity, i.unit_amount) for i in self.line_items], self.currency)
 
 
+def due_text(due: dt.date | dt.datetime) -> str:
+    """A due date as customers and users read it, the same in every email and message: the date given, or the
+    moment in UTC."""
+    if isinstance(due, dt.datetime):
+        return due.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return due.isoformat()
+
+
 def due_moment(spec: InvoiceSpec) -> dt.datetime | None:
     """When the invoice becomes overdue (UTC): the end of ``dueDate``'s day, or the time it gives."""
     due = spec.due_date

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiosmtplib
 
 from fluxrate import money
-from fluxrate.models import InvoiceSpec
+from fluxrate.models import InvoiceSpec, due_text
 from fluxrate.operator.settings import SmtpSettings
 
 
@@ -42,7 +42,7 @@ def build_invoice_email(
          money.format_minor(money.to_minor(item.unit_amount, spec.currency) * item.quantity, spec.currency))
         for item in spec.line_items
     ]
-    due = f"Due date: {spec.due_date.isoformat()}\n" if spec.due_date else ""
+    due = f"Due date: {due_text(spec.due_date)}\n" if spec.due_date else ""
     memo = f"\n{spec.memo}\n" if spec.memo else ""
     text = (
         f"{greeting}\n\n" + (f"{note}\n\n" if note else "") + f"Invoice {name} for {total} is ready.\n\n"
@@ -60,7 +60,7 @@ def build_invoice_email(
         + f"<p>Invoice <b>{html.escape(name)}</b> for "
         f"<b>{html.escape(total)}</b> is ready.</p><table>{rows}"
         f"<tr><td><b>Total</b></td><td style='text-align:right'><b>{html.escape(total)}</b></td></tr></table>"
-        + (f"<p>Due date: {spec.due_date.isoformat()}</p>" if spec.due_date else "")
+        + (f"<p>Due date: {html.escape(due_text(spec.due_date))}</p>" if spec.due_date else "")
         + (f"<p>{html.escape(spec.memo)}</p>" if spec.memo else "")
         + f"<p><a href=\"{html.escape(link_url, quote=True)}\">Pay {html.escape(total)} securely with Stripe</a></p>"
         "</body></html>"

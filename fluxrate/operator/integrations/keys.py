@@ -93,7 +93,8 @@ async def _account(
         if isinstance(exc, stripe.PermissionError):
             message = (
                 f"The restricted key in {where} lacks a permission fluxrate needs: grant it write access to "
-                "Payment Links and Webhook Endpoints and read access to Checkout Sessions."
+                "Payment Links and Webhook Endpoints and read access to Checkout Sessions, PaymentIntents and "
+                "Charges (receipts) and Events (missed-webhook recovery)."
             )
             others.append(cond.Condition("SecretKeyValid", "False", "KeyPermissionDenied", message))
             raise Stop("KeyPermissionDenied", message, event=Event("Warning", "InvalidKey", message)) from None

@@ -28,7 +28,7 @@ from pydantic import TypeAdapter, ValidationError
 from fluxrate import conditions as cond
 from fluxrate.invoice_status import is_paid
 from fluxrate.lifecycle_models import Reminders
-from fluxrate.models import MAX_REMINDERS, DueDate, InvoiceSpec, due_moment
+from fluxrate.models import MAX_REMINDERS, DueDate, InvoiceSpec, due_moment, due_text
 
 OVERDUE = "Overdue"
 OVERDUE_PHASES = frozenset({"Finalized", "Open", "Failed"})  # issued and not paid or void
@@ -88,8 +88,8 @@ def due_label(spec: Mapping[str, Any], due: dt.datetime) -> str:
     if isinstance(raw, str) and len(raw) == 10:
         return raw
     if isinstance(raw, dt.date) and not isinstance(raw, dt.datetime):
-        return raw.isoformat()
-    return due.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return due_text(raw)
+    return due_text(due)
 
 
 def parse_time(value: Any) -> dt.datetime | None:
