@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from fluxrate import conditions as cond
 from fluxrate.kube import Kube
+from fluxrate_sandbox.demo import lifecycle
 from fluxrate_sandbox.demo.narrator import Narrator
 from fluxrate_sandbox.processes import WaitTimeout, free_port, process, wait_for, wait_http_ok
 from fluxrate_sandbox.real_kube import RealKubeUnavailable
@@ -169,6 +171,27 @@ async def _flow(say: Narrator, sandbox: Sandbox, kube: Kube, namespace: str, exa
                        lambda o: (o or {}).get("status", {}).get("phase") == "Paid", timeout=600)
         return
 
+    late = lifecycle.overdue_invoice(docs, invoices[0])
+    overdue: asyncio.Task[tuple[dict[str, Any], Any]] | None = None
+    if late is not None:
+        await lifecycle.fall_due_soon(say, kube, namespace, late)
+        overdue = asyncio.create_task(lifecycle.overdue_and_reminded(kube, sandbox, namespace, late))
+    try:
+        await _pay_and_refund(say, sandbox, kube, namespace, invoices, opened, integration)
+        if overdue is not None and late is not None:
+            lifecycle.show_overdue(say, late, *await overdue)
+    finally:
+        if overdue is not None and not overdue.done():
+            overdue.cancel()
+    await lifecycle.show_kubectl_get(say, kube, namespace, invoices)
+    await _summary(say, sandbox, kube, namespace, invoices, integration)
+
+
+async def _pay_and_refund(say: Narrator, sandbox: Sandbox, kube: Kube, namespace: str, invoices: list[str],
+                          opened: dict[str, dict[str, Any]], integration: Callable[[], Awaitable[Any]]) -> None:
+    async def invoice(name: str) -> dict[str, Any] | None:
+        return await kube.get_object("invoices", namespace, name)
+
     say.step("The customer's email")
     await wait_for("the emails", lambda: _count(sandbox), lambda n: n >= len(invoices))
     first = opened[invoices[0]]
@@ -210,18 +233,25 @@ async def _flow(say: Narrator, sandbox: Sandbox, kube: Kube, namespace: str, exa
     await wait_for("the link to be deactivated", lambda: _link_active(sandbox, link_id), lambda active: not active)
     say.ok(f"{link_id} active=false in Stripe")
 
+    await lifecycle.show_receipt(say, kube, sandbox, namespace, invoices[0])
+    await lifecycle.show_partial_refund(say, kube, sandbox, namespace, invoices[0])
+
+
+async def _summary(say: Narrator, sandbox: Sandbox, kube: Kube, namespace: str, invoices: list[str],
+                   integration: Callable[[], Awaitable[Any]]) -> None:
     say.step("Summary")
     rows = []
     for name in invoices:
-        obj = await invoice(name) or {}
+        obj = await kube.get_object("invoices", namespace, name) or {}
         st = obj.get("status", {})
         rows.append([name, st.get("phase", ""), st.get("amountDue", {}).get("display", ""),
+                     (st.get("amountRefunded") or {}).get("display", "-"),
                      (st.get("payment") or {}).get("providerPaymentId", "-"),
                      str((st.get("paymentLink") or {}).get("active", "-")).lower()])
-    say.table(["invoice", "phase", "total", "payment", "link active"], rows)
+    say.table(["invoice", "phase", "total", "refunded", "payment", "link active"], rows)
     counts = ((await integration() or {}).get("status", {}).get("deliveries") or {}).get("counts", {})
     say.detail("", "deliveries: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-    say.detail(f"emails sent: {len(sandbox.smtp.messages)}; payment links created: "
+    say.detail(f"emails sent: {lifecycle.email_counts(sandbox)}; payment links created: "
                f"{sum(sandbox.stripe.links_created_by_invoice.values())}; total time {say.elapsed().strip()}")
 
 
