@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
     StringConstraints,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from fluxrate import money
+from fluxrate.due_dates import DueDate
+from fluxrate.events_recovery_model import EventsRecovery
 from fluxrate.lifecycle_models import ChargeRefunded, Dispute, Receipt, Receipts, Refund, ReminderRecord, Reminders
 from fluxrate.model_base import Currency, Timestamp
 from fluxrate.model_base import Model as _Model
@@ -180,6 +178,7 @@ class StripeIntegrationStatus(_Model):
     retiring_webhook_endpoint: RetiringWebhookEndpoint | None = None
     webhook_secret_name: str | None = None
     deliveries: Deliveries | None = None
+    events_recovery: EventsRecovery | None = None
     conditions: list[Condition] = Field(default_factory=list)
 
 
@@ -215,29 +214,6 @@ InvoiceState = Literal["Draft", "Finalized", "Void"]
 InvoicePhase = Literal["Draft", "Finalized", "Open", "Paid", "Refunded", "Void", "Failed"]
 
 
-DUE_DATE_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?(Z|[+-][0-9]{2}:[0-9]{2}))?$"
-)
-
-
-def _due_date(value: Any) -> Any:
-    """``YYYY-MM-DD`` is a date; anything longer must be a time with an offset (a naive time is ambiguous)."""
-    if isinstance(value, str) and not re.match(DUE_DATE_PATTERN, value):
-        raise ValueError("dueDate: give a date (2026-12-31) or a time with an offset (2026-12-31T17:00:00Z)")
-    if isinstance(value, str) and len(value) == 10:
-        return dt.date.fromisoformat(value)
-    if isinstance(value, str):
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if moment.tzinfo is None:
-            raise ValueError("dueDate: give a date (2026-12-31) or a time with an offset (2026-12-31T17:00:00Z)")
-        return moment
-    return value
-
-
-DueDate = Annotated[dt.date | dt.datetime, BeforeValidator(_due_date),
-                    WithJsonSchema({"type": "string", "maxLength": 35, "pattern": DUE_DATE_PATTERN})]
-
-
 class InvoiceSpec(_Model):
     integration_ref: IntegrationRef
     customer: Customer
@@ -264,24 +240,6 @@ class InvoiceSpec(_Model):
 
     def total_minor(self) -> int:
         return money.total_minor([(i.quantity, i.unit_amount) for i in self.line_items], self.currency)
-
-
-def due_text(due: dt.date | dt.datetime) -> str:
-    """A due date as customers and users read it, the same in every email and message: the date given, or the
-    moment in UTC."""
-    if isinstance(due, dt.datetime):
-        return due.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return due.isoformat()
-
-
-def due_moment(spec: InvoiceSpec) -> dt.datetime | None:
-    """When the invoice becomes overdue (UTC): the end of ``dueDate``'s day, or the time it gives."""
-    due = spec.due_date
-    if due is None:
-        return None
-    if isinstance(due, dt.datetime):
-        return due.astimezone(dt.UTC)
-    return dt.datetime.combine(due + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
 
 
 class AmountDue(_Model):

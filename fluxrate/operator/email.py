@@ -11,7 +11,8 @@ from pathlib import Path
 import aiosmtplib
 
 from fluxrate import money
-from fluxrate.models import InvoiceSpec, due_text
+from fluxrate.due_dates import due_text
+from fluxrate.models import InvoiceSpec
 from fluxrate.operator.settings import SmtpSettings
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,8 @@ from fluxrate.models import integration_ref_name
 from fluxrate.operator import invoices
 from fluxrate.operator.dunning_schedule import PolicyWatch, run_dunning
 from fluxrate.operator.events import post_events
+from fluxrate.operator.invoices.links import FIRST_PASS_FLOOR
+from fluxrate.operator.recovery import CheckTurns, Position, in_doubt, recovery_pass
 
 if TYPE_CHECKING:
     from fluxrate.operator.runtime import Runtime
@@ -33,6 +37,7 @@ RECONCILE_CONCURRENCY = 16  # invoices one integration's daemon reconciles at on
 RENEW_ATTEMPTS = 4  # tries of a link renewal within one invoice event (Stripe unavailable), then reconciliation
 INF = float("inf")
 RECONCILE_ERROR_DELAY = 60.0  # before an invoice whose reconciliation raised is tried again (kopf's timer default)
+RETENTION_FALLBACK_S = 30 * 24 * 3600  # before a daemon's first pass: Stripe's whole horizon counts as read
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +119,11 @@ class ReconcileSchedule:
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # closing meanwhile
                 loop.call_soon_threadsafe(lambda: [event.set() for event in list(self._changed.values())])
+
+    def body(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The invoice's newest body, while it needs reconciliation (Open, or Paid with an active link)."""
+        due = self._due(namespace, name)
+        return due.body if due is not None else None
 
     def names(self, namespace: str, integration: str) -> frozenset[str]:
         return frozenset(self._by_integration.get((namespace, integration), ()))
@@ -229,54 +239,100 @@ async def run_reconciliation(runtime: Runtime, namespace: str, name: str, stoppe
     loop = asyncio.get_running_loop()
     slots = asyncio.Semaphore(RECONCILE_CONCURRENCY)
     policies = PolicyWatch(runtime, namespace, name)
+    recovery = Recovery(runtime, namespace, name, loop.time())
     with runtime.schedule.watching(namespace, name) as filed:
         try:
             while not stopped:
                 policy = policies.refresh(integration or {})
+                await recovery.run_if_due(loop.time(), (integration or {}).get("status") or {})
                 due = runtime.schedule.take_due(namespace, name, loop.time())
                 dunning = runtime.schedule.take_dunning(namespace, name, runtime.clock().timestamp(), loop.time())
                 if due or dunning:
-                    await asyncio.gather(*(reconcile_due_invoice(runtime, body, slots) for body in due),
+                    await asyncio.gather(*(reconcile_due_invoice(runtime, body, slots, recovery) for body in due),
                                          run_dunning(runtime, namespace, dunning, policy, slots))
                     continue
                 filed.clear()
-                wait = runtime.schedule.next_wait(namespace, name, loop.time(), runtime.clock().timestamp())
+                wait = min(runtime.schedule.next_wait(namespace, name, loop.time(), runtime.clock().timestamp()),
+                           recovery.at - loop.time())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(filed.wait(), max(min(wait, 1.0), 0.0))
         finally:
             policies.forget()
 
 
-async def renew_link(runtime: Runtime, body: Any, *, ask_stripe: bool = False) -> None:
+class Recovery:
+    """The integration's events recovery (``recovery``): a pass per interval, its position, and the turns of the
+    Open invoices it cannot vouch for."""
+
+    def __init__(self, runtime: Runtime, namespace: str, name: str, now: float) -> None:
+        self.runtime, self.namespace, self.name = runtime, namespace, name
+        interval = runtime.config.reconcile_interval
+        # loop time of the next pass: the first a tenth of the interval after the daemon starts (soon after a restart,
+        # and, as for invoices' first passes, never while the first deliveries of new events are still under way)
+        self.at = now + interval * FIRST_PASS_FLOOR
+        self.position: Position | None = None  # this process's last write (the live body may lag it)
+        self.covered_since = int(time.time()) - RETENTION_FALLBACK_S
+        self.turns = CheckTurns(interval)
+
+    async def run_if_due(self, now: float, status: Mapping[str, Any]) -> None:
+        if now < self.at:
+            return
+        interval = self.runtime.config.reconcile_interval
+        renew = functools.partial(renew_link, self.runtime, ask_stripe=True)
+        try:
+            moved = await recovery_pass(self.runtime, self.namespace, self.name, status, self.position, renew)
+        except Exception:
+            logger.exception("[%s/%s] Events recovery failed; retrying.", self.namespace, self.name)
+            moved = None
+        loop_now = asyncio.get_running_loop().time()
+        self.at = loop_now + (interval if moved is not None else min(RECONCILE_ERROR_DELAY, interval))
+        self.position = moved or self.position
+        self.covered_since = (self.position or Position.of(status, time.time())).covered_since
+
+    def doubt(self, body: Mapping[str, Any]) -> str | None:
+        return in_doubt(body, self.covered_since, time.time())
+
+
+async def renew_link(runtime: Runtime, body: Any, *, ask_stripe: bool = False) -> bool:
     """A payment failed (or reconciliation asks): replace the link if Stripe says it is used up. Event handlers
     are not retried by kopf, so a Stripe hiccup is retried here a few times; reconciliation catches the rest,
-    and a restarted operator resumes a renewal from ``status.linkRequest`` (its initial listing)."""
+    and a restarted operator resumes a renewal from ``status.linkRequest`` (its initial listing). False when it
+    was postponed."""
     meta = body["metadata"]
     for attempt in range(RENEW_ATTEMPTS):
         async with runtime.lock("invoice", meta["namespace"], meta["name"]):
             latest = await runtime.kube.get_object("invoices", meta["namespace"], meta["name"])
             if latest is None:
-                return
+                return True
             result = await runtime.invoices.renew_link(invoices.InvoiceObject.of(latest), ask_stripe=ask_stripe)
         post_events(latest, result.events)
         if result.retry_after is None:
-            return
+            return True
         if attempt + 1 < RENEW_ATTEMPTS:
             await asyncio.sleep(backoff(result.retry_after, attempt, cap=30.0))
     logger.warning("[%s/%s] Payment link renewal postponed to the next reconciliation: %s", meta["namespace"],
                    meta["name"], result.retry_message)
+    return False
 
 
-async def reconcile_invoice(runtime: Runtime, body: Any) -> None:
-    """Missed webhooks are caught: ask Stripe whether the link was paid; finish deactivations that failed."""
+async def reconcile_invoice(runtime: Runtime, body: Any, doubt: str | None = "asked") -> None:
+    """An Open invoice: Stripe is asked whether its links were paid (a missed webhook) or can still take a payment
+    (deactivated in the Dashboard, a failure whose webhook was missed) only when the Events API cannot answer for
+    it (``doubt``: ``recovery.in_doubt``; None: recovery answers), and link work left unfinished is finished. Paid:
+    deactivations that failed are finished, and a receipt owed is sent."""
     obj = invoices.InvoiceObject.of(body)
     phase = obj.status.get("phase")
+    if phase == "Open" and doubt is None:
+        if invoices.wants_link_work(obj.status):  # a renewal cut short, a failure not checked, a replaced link
+            await renew_link(runtime, body)
+        return
     async with runtime.lock("invoice", obj.namespace, obj.name):
         if phase == "Open":
             decision = await runtime.invoices.find_missed_payment(obj)
             events = decision.events if decision is not None and decision.outcome == "applied" else []
             if events:
-                events = [Event(t, r, f"{m} Found by reconciliation: the webhook was missed.") for t, r, m in events]
+                events = [Event(t, r, f"{m} Found by reconciliation ({doubt}): the webhook was missed.")
+                          for t, r, m in events]
         else:
             events = (await runtime.invoices.deactivate_if_needed(obj, None, "the invoice is paid")).events
     post_events(body, events)
@@ -287,13 +343,20 @@ async def reconcile_invoice(runtime: Runtime, body: Any) -> None:
         await renew_link(runtime, body, ask_stripe=True)
 
 
-async def reconcile_due_invoice(runtime: Runtime, body: Any, slots: asyncio.Semaphore) -> None:
+async def reconcile_due_invoice(runtime: Runtime, body: Any, slots: asyncio.Semaphore,
+                                recovery: Recovery | None = None) -> None:
     meta = body["metadata"]
     loop = asyncio.get_running_loop()
     delay = runtime.config.reconcile_interval
+    doubt = recovery.doubt(body) if recovery is not None and (body.get("status") or {}).get("phase") == "Open" \
+        else "asked"
+    if recovery is not None and doubt is not None and doubt != "asked":
+        turn = recovery.turns.take(meta["name"], loop.time())
+        if turn is not None:  # not its turn yet: at most CHECKS_PER_INTERVAL checks per interval
+            doubt, delay = None, min(delay, turn - loop.time())
     async with slots:
         try:
-            await reconcile_invoice(runtime, body)
+            await reconcile_invoice(runtime, body, doubt)
         except Exception as exc:
             delay = min(RECONCILE_ERROR_DELAY, runtime.config.reconcile_interval)
             logger.exception("[%s/%s] Reconciliation failed; retrying in %s s.", meta["namespace"], meta["name"],

@@ -79,6 +79,9 @@ __all__ = [
 ]
 
 DEMO_TEST_KEY = "sk_test_fluxrateDemo0000000000000000000000000000"
+EVENT_RETENTION_S = 30 * 24 * 3600  # Stripe lists and retrieves events of the last 30 days only
+MAX_EVENT_TYPES = 20  # GET /v1/events: ``types`` takes up to 20 event types
+RANGE_KEYS = {"gt", "gte", "lt", "lte"}
 MAX_WEBHOOK_ENDPOINTS = 16
 IDEMPOTENCY_KEY_TTL_S = 24 * 3600.0  # Stripe prunes saved idempotent results after 24 hours
 RATE_LIMIT_MESSAGE = (
@@ -137,6 +140,9 @@ class Stored:
     livemode: bool
     obj: dict[str, Any]
     line_items: list[dict[str, Any]] = field(default_factory=list)
+    # events only: endpoint id -> whether a delivery to it succeeded (a 2xx); False while pending, retrying, or
+    # after its retries gave up or the endpoint was disabled or deleted (``delivery_success`` of GET /v1/events)
+    deliveries: dict[str, bool] = field(default_factory=dict)
 
 
 class _TokenBucket:
@@ -261,6 +267,7 @@ class StripeStandin:
             timeout_s=webhook_timeout_s,
             lookup_endpoint=self.webhook_endpoints.get,
             render=self.versions.render,
+            on_result=self._delivery_result,
         )
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -459,7 +466,7 @@ class StripeStandin:
             "id": new_id("evt", 24),
             "object": "event",
             "api_version": self.accounts[account_id].api_version,
-            "created": int(time.time()),
+            "created": int(self.now()),  # the stand-in's clock: ``advance_clock`` ages events too
             "data": data,
             "livemode": live,
             "pending_webhooks": len(self._endpoints_for(account_id, live, type)),
@@ -515,6 +522,7 @@ class StripeStandin:
     ) -> None:
         """Per endpoint, first attempts go out in order (reversed if ``reorder``), each event ``duplicate``
         times concurrently; failed attempts continue in retry tasks that this coroutine awaits."""
+        self._mark_pending(targets)
         retries: list[asyncio.Task[None]] = []
         ordered_phases = [list(reversed(p)) for p in reversed(phases)] if reorder else phases
 
@@ -535,6 +543,32 @@ class StripeStandin:
             await asyncio.gather(*(to_endpoint(ep, phase) for ep in targets))
         if retries:
             await asyncio.gather(*retries)
+
+    def _mark_pending(self, targets: dict[str, list[dict[str, Any]]]) -> None:
+        """Each event is pending for each endpoint it is sent to until a delivery there succeeds."""
+        for endpoint_id, events in targets.items():
+            for event in events:
+                stored = self.events.get(event["id"])
+                if stored is not None:
+                    stored.deliveries.setdefault(endpoint_id, False)
+                    stored.obj["pending_webhooks"] = sum(not ok for ok in stored.deliveries.values())
+
+    def _delivery_result(self, event_id: str, endpoint_id: str, succeeded: bool) -> None:
+        stored = self.events.get(event_id)
+        if stored is None:
+            return
+        stored.deliveries[endpoint_id] = stored.deliveries.get(endpoint_id, False) or succeeded
+        stored.obj["pending_webhooks"] = sum(not ok for ok in stored.deliveries.values())
+
+    def set_link_active(self, payment_link_id: str, active: bool) -> dict[str, Any]:
+        """The merchant (de)activates the link in the Dashboard: ``payment_link.updated``, like any update."""
+        stored = self.payment_links[payment_link_id]
+        if stored.obj["active"] == active:
+            return stored.obj
+        stored.obj["active"] = active
+        self._emit(self.make_event("payment_link.updated", stored.obj, account_id=stored.account_id,
+                                   livemode=stored.livemode, previous_attributes={"active": not active}))
+        return stored.obj
 
     # ------------------------------------------------------------------ a customer pays
 
@@ -1162,15 +1196,75 @@ class StripeStandin:
         pi = self._owned(self.payment_intents, ctx, ctx.request.match_info["id"], "payment_intent").obj
         return 200, self.money.expanded_intent(pi, get_list(ctx.params, "expand", "expand") or [])
 
+    def _retained(self, ctx: _Ctx) -> list[Stored]:
+        """The account's events of the last 30 days, newest first (insertion order within one second)."""
+        oldest = self.now() - EVENT_RETENTION_S
+        mine = [s for s in reversed(self.events.values()) if s.account_id == ctx.account.id
+                and s.livemode == ctx.livemode and s.obj["created"] >= oldest]
+        return sorted(mine, key=lambda s: -int(s.obj["created"]))
+
     async def _list_events(self, ctx: _Ctx) -> tuple[int, dict[str, Any]]:
-        objs = self._mine(self.events, ctx)
-        kind = get_str(ctx.params, "type", "type")
-        if kind is not None:
-            objs = [o for o in objs if o["type"] == kind]
+        """``GET /v1/events`` as Stripe documents it: ``type`` (``*`` a wildcard) or ``types`` (up to 20, not both),
+        ``created`` (a timestamp or a gt/gte/lt/lte range), ``delivery_success`` (false: events still pending or
+        failed at one endpoint or more; true: delivered to every endpoint they were sent to), the events of the
+        last 30 days, newest first."""
+        params = ctx.params
+        check_unknown(params, {"type", "types", "created", "delivery_success", "limit", "starting_after",
+                               "ending_before", "expand"})
+        kind = get_str(params, "type", "type")
+        kinds = get_list(params, "types", "types")
+        if kind is not None and kinds is not None:
+            raise StripeError(400, "You may pass either `type` or `types`, but not both.", param="types")
+        if kinds is not None and len(kinds) > MAX_EVENT_TYPES:
+            raise StripeError(400, f"You may pass at most {MAX_EVENT_TYPES} event types in `types`.", param="types")
+        wanted = event_type_filter(kind, kinds)
+        within = created_filter(params)
+        delivered = get_bool(params, "delivery_success", "delivery_success")
+        objs = [s.obj for s in self._retained(ctx) if wanted(s.obj["type"]) and within(s.obj["created"])
+                and (delivered is None or all(s.deliveries.values()) == delivered)]
         return 200, self._paginate(ctx, objs, "/v1/events")
 
     async def _get_event(self, ctx: _Ctx) -> tuple[int, dict[str, Any]]:
-        return 200, self._owned(self.events, ctx, ctx.request.match_info["id"], "event").obj
+        stored = self._owned(self.events, ctx, ctx.request.match_info["id"], "event")
+        if stored.obj["created"] < self.now() - EVENT_RETENTION_S:
+            raise not_found("event", stored.obj["id"])
+        return 200, stored.obj
+
+
+def event_type_filter(kind: str | None, kinds: list[Any] | None) -> Callable[[str], bool]:
+    """``type`` may end in ``*`` (``charge.*``: every charge event); ``types`` are exact names."""
+    if kinds is not None:
+        for index, name in enumerate(kinds):
+            if not isinstance(name, str) or not name:
+                raise StripeError(400, f"Invalid string: {name!r}", param=f"types[{index}]")
+        exact = set(kinds)
+        return lambda name: name in exact
+    if kind is None:
+        return lambda name: True
+    if kind.endswith("*"):
+        prefix = kind[:-1]
+        return lambda name: name.startswith(prefix)
+    return lambda name: name == kind
+
+
+def created_filter(params: dict[str, Any]) -> Callable[[int], bool]:
+    """``created=<ts>`` (exactly) or ``created[gt|gte|lt|lte]=<ts>``."""
+    value = params.get("created")
+    if value is None:
+        return lambda created: True
+    if isinstance(value, str):
+        exact = get_int(params, "created", "created")
+        return lambda created: created == exact
+    if not isinstance(value, dict):
+        raise StripeError(400, "Invalid created: must be an integer or a hash of gt, gte, lt, lte", param="created")
+    check_unknown(value, RANGE_KEYS, "created")
+    bounds = {op: get_int(value, op, f"created[{op}]") for op in value}
+    checks: list[Callable[[int], bool]] = []
+    for op, bound in bounds.items():
+        assert bound is not None
+        checks.append({"gt": lambda c, b=bound: c > b, "gte": lambda c, b=bound: c >= b,
+                       "lt": lambda c, b=bound: c < b, "lte": lambda c, b=bound: c <= b}[op])
+    return lambda created: all(check(created) for check in checks)
 
 
 async def run_standin(

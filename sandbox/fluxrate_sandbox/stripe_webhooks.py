@@ -101,6 +101,7 @@ class WebhookDispatcher:
         timeout_s: float,
         lookup_endpoint: Callable[[str], WebhookEndpoint | None],
         render: Callable[[dict[str, Any], str | None], dict[str, Any]] | None = None,
+        on_result: Callable[[str, str, bool], None] | None = None,
     ) -> None:
         self.time_scale = time_scale
         self.max_attempts_test = max_attempts_test
@@ -110,6 +111,8 @@ class WebhookDispatcher:
         self._lookup = lookup_endpoint
         # (event, endpoint api_version) -> the event as that endpoint gets it (stripe_versions.VersionRenderer)
         self._render = render
+        # told (event id, endpoint id, succeeded) after every attempt: what ``delivery_success`` lists by
+        self._on_result = on_result
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
@@ -233,3 +236,5 @@ class WebhookDispatcher:
                 duration_s=time.monotonic() - started,
             )
         )
+        if self._on_result is not None:
+            self._on_result(event["id"], endpoint_id, status is not None and 200 <= status < 300)

@@ -160,7 +160,7 @@ async def test_link_deactivated_in_the_dashboard_is_replaced(
         opened = await wait_phase(cluster, namespace, "dash-1", "Open")
         first = opened["status"]["paymentLink"]
         await smtp_sink.wait_for(1)
-        stripe_standin.payment_links[first["id"]].obj["active"] = False  # someone deactivated it in the Dashboard
+        stripe_standin.set_link_active(first["id"], False)  # someone deactivated it in the Dashboard
         renewed = await wait_link(cluster, namespace, "dash-1", first["id"])
         second = renewed["status"]["paymentLink"]
         (_, mail) = await smtp_sink.wait_for(2)
@@ -184,9 +184,9 @@ async def test_payment_through_a_replaced_link_is_recorded(
         await connect_managed(cluster, stripe_standin, namespace)
         await cluster.create(INV, namespace, invoice_body("old-1"))
         first = (await wait_phase(cluster, namespace, "old-1", "Open"))["status"]["paymentLink"]
-        stripe_standin.payment_links[first["id"]].obj["active"] = False
+        stripe_standin.set_link_active(first["id"], False)
         second = (await wait_link(cluster, namespace, "old-1", first["id"]))["status"]["paymentLink"]
-        stripe_standin.payment_links[first["id"]].obj["active"] = True  # switched back on by hand
+        stripe_standin.set_link_active(first["id"], True)  # switched back on by hand
         paid_through = await stripe_standin.pay(first["id"])
         paid = await wait_phase(cluster, namespace, "old-1", "Paid")
         await eventually(lambda: stripe_standin.payment_links[second["id"]].obj["active"], lambda a: a is False)
@@ -240,7 +240,7 @@ async def test_a_renewal_cut_short_resumes_with_the_same_replacement_after_key_e
         await smtp_sink.wait_for(1)
     uid, first = opened["metadata"]["uid"], opened["status"]["paymentLink"]
     # What the dead operator did: record the renewal, create link 2 with its key.
-    stripe_standin.payment_links[first["id"]].obj["active"] = False
+    stripe_standin.set_link_active(first["id"], False)
     await cluster.kube.patch_status(INV, namespace, "cut-1", {"linkRequest": {
         "attempt": 2, "reason": "LinkDeactivated", "replacesLinkId": first["id"],
         "requestedAt": "2026-01-01T00:00:00Z"}})

@@ -21,6 +21,7 @@ from fluxrate.operator.integrations import build_webhook_endpoint_params, endpoi
 from fluxrate.operator.integrations.subscriptions import list_endpoints, subscription_condition
 from fluxrate.operator.invoices.receipts import fetch_payment_details
 from fluxrate.operator.payment_links import build_payment_link_params, payment_link_idempotency_key
+from fluxrate.operator.recovery import list_events, listings
 from fluxrate.operator.stripe_clients import IntegrationClient
 from fluxrate.stripe_api import build_stripe_client, close_stripe_client
 from tests.manifests import example
@@ -129,6 +130,17 @@ async def test_managed_endpoint_repair_adds_the_after_payment_types(client: stri
 
 def _entry(client: stripe.StripeClient) -> IntegrationClient:
     return IntegrationClient(client=client, limiter=AsyncLimiter(100, 1), mode="test", fingerprint="stripe-mock")
+
+
+async def test_events_recovery_listings_are_accepted(client: stripe.StripeClient) -> None:
+    """A recovery pass's two listings of ``GET /v1/events`` (``recovery.listings``), paged, in both modes."""
+    for undelivered_only in (True, False):
+        for params in listings(1_700_000_000, undelivered_only):
+            events = await list_events(_entry(client), params)
+            assert all(e["object"] == "event" for e in events)
+    page = await client.v1.events.list_async(params={**listings(1_700_000_000, True)[0], "limit": 100,
+                                                     "starting_after": "evt_123"})
+    assert page.object == "list"
 
 
 async def test_hand_made_endpoint_listing_is_accepted(client: stripe.StripeClient) -> None:

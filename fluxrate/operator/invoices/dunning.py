@@ -26,9 +26,10 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from fluxrate import conditions as cond
+from fluxrate.due_dates import DueDate, due_moment, due_text
 from fluxrate.invoice_status import is_paid
 from fluxrate.lifecycle_models import Reminders
-from fluxrate.models import MAX_REMINDERS, DueDate, InvoiceSpec, due_moment, due_text
+from fluxrate.models import MAX_REMINDERS
 
 OVERDUE = "Overdue"
 OVERDUE_PHASES = frozenset({"Finalized", "Open", "Failed"})  # issued and not paid or void
@@ -71,7 +72,7 @@ def steps(due: dt.datetime, reminders: Reminders) -> list[Step]:
 
 
 def due_of(spec: Mapping[str, Any]) -> dt.datetime | None:
-    """``models.due_moment`` of a raw invoice spec (without validating the rest of it); None when it has none."""
+    """``due_dates.due_moment`` of a raw invoice spec (without validating the rest of it); None when it has none."""
     raw = spec.get("dueDate")
     if raw is None:
         return None
@@ -79,7 +80,7 @@ def due_of(spec: Mapping[str, Any]) -> dt.datetime | None:
         parsed = _DUE_DATE.validate_python(raw)
     except ValidationError:
         return None
-    return due_moment(InvoiceSpec.model_construct(due_date=parsed))
+    return due_moment(parsed)
 
 
 def due_label(spec: Mapping[str, Any], due: dt.datetime) -> str:

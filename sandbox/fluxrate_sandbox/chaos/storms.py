@@ -79,8 +79,9 @@ def payment_figures(stack: Stack, tenant: Tenant, invoices: list[Obj], storm: St
     all_there = events_may_be_lost or len(per_invoice) == len(invoices)
     outcome.check("one Paid transition per invoice (never two Paid Events), no second payment",
                   at_most_one and all_there and not second)
-    # No invoice's first reconciliation runs before a tenth of the interval after it opened (jitter_delay), so
-    # within that time every payment can only have come by webhook; the scenario checks it stayed within it.
+    # No invoice's first reconciliation runs before a tenth of the interval after it opened (jitter_delay), nor an
+    # integration's first events recovery pass before a tenth of it after the operator started (schedule.Recovery),
+    # so within that time every payment can only have come by webhook; the scenario checks it stayed within it.
     quiet_s = FIRST_PASS_FLOOR * stack.reconcile_interval
     elapsed = time.monotonic() - stack.started
     outcome.figures["seconds since the scenario started (no reconciliation pass before)"] = (
