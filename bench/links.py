@@ -14,10 +14,12 @@ are POSTed to it, 32 at a time, and watched there; Kubernetes requests are read 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import os
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +29,13 @@ from bench.watch import first_seen, is_open
 from fluxrate import API_GROUP, API_VERSION
 from fluxrate.kube import Kube
 from fluxrate_sandbox.demo.flow import ROOT_EXAMPLES, apply, condition, load_documents
-from fluxrate_sandbox.processes import process, wait_for
+from fluxrate_sandbox.processes import WaitTimeout, process, wait_for
 from fluxrate_sandbox.real_kube import RealKube, collection_path
 from fluxrate_sandbox.stack import Sandbox
 
 STRIPE_TEST_RATE = 25.0  # the stand-in's (and Stripe's) test-mode limit, and the operator's default budget
 Obj = dict[str, Any]
+BeforeBurst = Callable[[str, int], Awaitable[dict[str, Any]]]
 OPERATOR_LOG_LEVEL = os.environ.get("BENCH_OPERATOR_LOG_LEVEL", "INFO")  # DEBUG shows kopf's every step
 
 
@@ -79,9 +82,13 @@ async def _post_invoices(real: RealKube, docs: list[Obj], created: dict[str, flo
 
 
 async def bench_links(sandbox: Sandbox, kube: Kube, state_dir: Path, count: int, *, timeout: float = 180.0,
-                      profiler: Any = None, real: RealKube | None = None) -> dict[str, Any]:
-    """``kube``: a client of the server the operator uses (the emulator, or ``real``)."""
-    namespace = f"bench-links-{count}"
+                      profiler: Any = None, real: RealKube | None = None, tag: str = "",
+                      operator_env: dict[str, str] | None = None, before_burst: BeforeBurst | None = None,
+                      ) -> dict[str, Any]:
+    """``kube``: a client of the server the operator uses (the emulator, or ``real``). ``before_burst(namespace,
+    operator pid)`` runs once the integration is Ready (``bench.links_first`` preloads open invoices there); what
+    it returns is kept under ``before_burst``."""
+    namespace = f"bench-links-{count}{tag}"
     if real is not None:
         await real.ensure_namespace(namespace)
     _, key = sandbox.stripe.add_account()
@@ -90,13 +97,14 @@ async def bench_links(sandbox: Sandbox, kube: Kube, state_dir: Path, count: int,
         await apply(kube, namespace, doc)
     integration = next(d["metadata"]["name"] for d in setup if d["kind"] == "StripeIntegration")
     env = {**sandbox.env(), **(real.env() if real else {}), "FLUXRATE_LOG_LEVEL": OPERATOR_LOG_LEVEL,
-           "FLUXRATE_WATCH_NAMESPACES": namespace}
+           "FLUXRATE_WATCH_NAMESPACES": namespace, **(operator_env or {})}
     log_name = f"{namespace}-real.log" if real else f"{namespace}.log"
     async with process("operator", ["operator"], env, state_dir / log_name) as operator:
         await wait_for("the integration to be Ready",
                        lambda: kube.get_object("stripeintegrations", namespace, integration),
                        lambda o: (condition(o, "Ready") or {}).get("status") == "True", timeout=60)
         await asyncio.sleep(1.0)  # the managed endpoint's Secret and the Ready status settle
+        preloaded = await before_burst(namespace, operator.pid) if before_burst is not None else None
         stripe_before, limited_before = Counter(sandbox.stripe.request_counts), sandbox.stripe.rate_limited
         emails_before = len(sandbox.smtp.messages)
         kube_before = await apiserver_requests(real) if real else sandbox.kube.emulator.request_count
@@ -124,7 +132,14 @@ async def bench_links(sandbox: Sandbox, kube: Kube, state_dir: Path, count: int,
             await seen.wait(count, timeout)
         opened = seen.at
         finished = max(opened.values()) if opened else time.time()
+        stripe_during = Counter(sandbox.stripe.request_counts) - stripe_before
         emails = len(sandbox.smtp.messages) - emails_before
+        # Kubernetes requests are counted once every email is recorded (the last of an invoice's requests on its
+        # way to Open) and kopf's own patches have followed: requests per invoice, not per second
+        with contextlib.suppress(WaitTimeout):
+            await wait_for("the emails", lambda: len(sandbox.smtp.messages) - emails_before, lambda n: n >= count,
+                           timeout=30, interval=0.2)
+        await asyncio.sleep(2.0)
         operator_cpu = (cpu_seconds(operator.pid) or 0.0) - (cpu_before or 0.0)
         rss_after, rss_peak = rss_mib(operator.pid), peak_rss_mib(operator.pid)
         if real is not None:  # less the bench's own: the creates and the LIST that started its watch
@@ -133,15 +148,14 @@ async def bench_links(sandbox: Sandbox, kube: Kube, state_dir: Path, count: int,
             kube_requests = sandbox.kube.emulator.request_count - kube_before
 
     if real is not None:
-        uids = [o["metadata"]["uid"] for o in await real.list_objects(f"{API_GROUP}/{API_VERSION}", "invoices",
-                                                                      namespace)]
+        listed = await real.list_objects(f"{API_GROUP}/{API_VERSION}", "invoices", namespace)
     else:
-        uids = [o["metadata"]["uid"] for o in sandbox.kube.emulator.list_objects(f"{API_GROUP}/{API_VERSION}",
-                                                                                 "invoices", namespace)]
+        listed = sandbox.kube.emulator.list_objects(f"{API_GROUP}/{API_VERSION}", "invoices", namespace)
+    uids = [o["metadata"]["uid"] for o in listed if o["metadata"]["name"] in created]  # the burst's only
     links = Counter(sandbox.stripe.links_created_by_invoice[uid] for uid in uids)
     elapsed = finished - first
     bound = count / STRIPE_TEST_RATE
-    stripe_requests = Counter(sandbox.stripe.request_counts) - stripe_before
+    stripe_requests = stripe_during
     return {
         "invoices": count,
         "open": len(opened),
@@ -157,6 +171,8 @@ async def bench_links(sandbox: Sandbox, kube: Kube, state_dir: Path, count: int,
         "stripe_requests": sum(stripe_requests.values()),
         "stripe_requests_by_kind": {f"{m} {p} {s}": n for (m, p, s), n in stripe_requests.most_common()},
         "kube_requests": kube_requests,
+        "kube_requests_per_invoice": round(kube_requests / count, 2),
+        "before_burst": preloaded,
         "operator_cpu_s": round(operator_cpu, 1),
         "operator_rss_mib": {"before": rss_before, "after": rss_after, "peak": rss_peak},
     }

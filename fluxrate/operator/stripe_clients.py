@@ -5,13 +5,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import stripe
 from aiolimiter import AsyncLimiter
 
+from fluxrate.operator.stripe_budget import Priority, PriorityGate
 from fluxrate.stripe_api import build_stripe_client, close_stripe_client
 from fluxrate.stripe_keys import Mode, SecretKey
+
+if TYPE_CHECKING:
+    from fluxrate.models import StripeIntegrationSpec
 
 T = TypeVar("T")
 Key = tuple[str, str]  # (namespace, integration name)
@@ -29,20 +33,29 @@ class IntegrationClient:
     ready: bool = False
     active: bool = True
     observe: Observer | None = None
+    # The integration's spec as its last reconcile saw it (set with ``ready`` and ``active``): link creation
+    # reads the after-completion settings here instead of reading the StripeIntegration for every invoice.
+    spec: StripeIntegrationSpec | None = None
+    gate: PriorityGate = field(init=False)
 
-    async def call(self, request: Callable[[stripe.StripeClient], Awaitable[T]]) -> T:
-        """Every request to Stripe goes through the integration's limiter, so bursts never hit Stripe's 429;
-        its outcome goes to ``observe`` (the ``fluxrate_stripe_requests_total`` counter)."""
-        async with self.limiter:
-            try:
-                result = await request(self.client)
-            except Exception as exc:  # not a cancellation: that is no answer from Stripe
-                if self.observe is not None:
-                    self.observe(exc)
-                raise
+    def __post_init__(self) -> None:
+        self.gate = PriorityGate(self.limiter)
+
+    async def call(self, request: Callable[[stripe.StripeClient], Awaitable[T]], *,
+                   priority: Priority = Priority.BACKGROUND) -> T:
+        """Every request to Stripe goes through the integration's limiter, so bursts never hit Stripe's 429, in
+        ``priority`` order (``stripe_budget``: links before background work); its outcome goes to ``observe``
+        (the ``fluxrate_stripe_requests_total`` counter)."""
+        await self.gate.acquire(priority)
+        try:
+            result = await request(self.client)
+        except Exception as exc:  # not a cancellation: that is no answer from Stripe
             if self.observe is not None:
-                self.observe(None)
-            return result
+                self.observe(exc)
+            raise
+        if self.observe is not None:
+            self.observe(None)
+        return result
 
 
 def _fingerprint(key: str) -> str:
@@ -78,6 +91,7 @@ class StripeClients:
         )
         if current is not None:
             entry.account_id, entry.ready, entry.active = current.account_id, current.ready, current.active
+            entry.spec = current.spec
         return entry, current is not None
 
     def adopt(self, namespace: str, name: str, entry: IntegrationClient) -> IntegrationClient | None:

@@ -64,7 +64,7 @@ async def reconcile_integration(
             entry.ready = False
         return out
 
-    entry.active = obj.spec.active
+    entry.active, entry.spec = obj.spec.active, obj.spec
     if obj.spec.active:
         webhook_ok = any(c.type == "WebhookSecretConfigured" and c.status == "True" for c in others)
         message = f"Connected to Stripe account {entry.account_id} in {entry.mode} mode."

@@ -11,6 +11,7 @@ from fluxrate.decision import Decision, Event
 from fluxrate.models import integration_ref_name
 from fluxrate.operator.invoices.links import active_links, with_links_inactive
 from fluxrate.operator.invoices.status import InvoiceObject, StatusWriter
+from fluxrate.operator.stripe_budget import Priority
 from fluxrate.stripe_errors import is_not_found, is_retryable, user_message
 
 
@@ -31,7 +32,8 @@ class Deactivation(StatusWriter):
             return f'StripeIntegration "{integration}" is not connected, so link {ids} cannot be deactivated yet'
         for link in links:
             try:
-                await entry.call(lambda c, i=link["id"]: c.v1.payment_links.update_async(i, params={"active": False}))
+                await entry.call(lambda c, i=link["id"]: c.v1.payment_links.update_async(i, params={"active": False}),
+                                 priority=Priority.LINKS)
             except stripe.StripeError as exc:
                 if is_retryable(exc):
                     return f"Stripe is unavailable ({type(exc).__name__})"

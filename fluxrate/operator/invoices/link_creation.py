@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import stripe
@@ -11,6 +12,7 @@ from fluxrate import models
 from fluxrate.decision import Decision, Event
 from fluxrate.operator.invoices.status import InvoiceObject, StatusWriter, ready
 from fluxrate.operator.payment_links import build_payment_link_params, payment_link_idempotency_key
+from fluxrate.operator.stripe_budget import Priority
 from fluxrate.operator.stripe_clients import IntegrationClient
 from fluxrate.stripe_errors import is_retryable, user_message
 
@@ -19,8 +21,14 @@ class LinkCreation(StatusWriter):
     async def integration_client(
         self, obj: InvoiceObject, spec: models.InvoiceSpec
     ) -> tuple[IntegrationClient | None, cond.Condition, models.StripeIntegrationSpec | None]:
-        """The connected client, from the in-memory registry the integration handler fills before it pokes us."""
+        """The connected client, from the in-memory registry the integration handler fills before it pokes us,
+        with the integration's spec as that handler last saw it; the StripeIntegration is read only to say why
+        the invoice cannot proceed."""
         name = spec.integration_ref.name
+        entry = self.clients.get(obj.namespace, name)
+        if entry is not None and entry.ready and entry.spec is not None and entry.spec.active:
+            return entry, cond.Condition("IntegrationReady", "True", "IntegrationReady",
+                                         f'StripeIntegration "{name}" is Ready.'), entry.spec
         integration = await self.kube.get_object("stripeintegrations", obj.namespace, name)
         if integration is None:
             return None, cond.Condition("IntegrationReady", "False", "IntegrationNotFound",
@@ -32,7 +40,6 @@ class LinkCreation(StatusWriter):
             return None, cond.Condition("IntegrationReady", "False", "IntegrationDisabled",
                                         f'StripeIntegration "{name}" is disabled (spec.active: false): the invoice '
                                         "waits and proceeds when it is re-activated."), integration_spec
-        entry = self.clients.get(obj.namespace, name)
         if entry is None or not entry.ready:
             ready = cond.get((integration.get("status") or {}).get("conditions"), cond.READY)
             detail = f"{ready['reason']}: {ready['message']}" if ready and ready["status"] != "True" else "connecting"
@@ -45,28 +52,39 @@ class LinkCreation(StatusWriter):
     async def create_link(
         self, obj: InvoiceObject, spec: models.InvoiceSpec, due: dict[str, Any], result: Decision
     ) -> dict[str, Any] | None:
-        # kopf may hand a handler an older body than the last one it processed (its own annotation patch not yet
-        # seen on the watch after consistency_timeout, as under a burst of a thousand invoices): a link a previous
-        # run created would be created again, an idempotent replay that still spends a request of the Stripe budget.
-        fresh = await self.kube.get_object("invoices", obj.namespace, obj.name)
-        if fresh is not None:
-            obj.latest = fresh
-            existing = (fresh.get("status") or {}).get("paymentLink")
-            if existing:
-                return dict(existing)
+        """The invoice's first link: created once, recorded, the invoice Open; the link already recorded when an
+        earlier run got that far. None when it cannot be created now (the condition says why)."""
         entry, integration_condition, integration_spec = await self.integration_client(obj, spec)
+        usable = entry is not None and integration_spec is not None
+        resuming = False
+
+        def marker(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+            # kopf may hand a handler an older body than the last one it processed (its own annotation patch not
+            # yet seen on the watch after consistency_timeout, as under a burst of a thousand invoices): the
+            # write is guarded by the body's resourceVersion, so such a body costs a conflict and a read, and a
+            # link found there is never created again (nor the idempotent replay spending the Stripe budget).
+            nonlocal resuming
+            if status.get("paymentLink"):
+                return None
+            if not usable:
+                return {"phase": "Finalized", "amountDue": due}
+            # Recorded before the request: a run that finds it (the previous one died, or its status write
+            # failed, after Stripe created the link) looks for the link before creating one, which still holds
+            # when the Idempotency-Key has expired (Stripe keeps keys for 24 hours).
+            request = status.get("linkRequest") or {}
+            resuming = request.get("attempt") == 1
+            return {"phase": "Finalized", "amountDue": due, "linkRequest": {
+                "attempt": 1, "reason": "Finalized",
+                "requestedAt": request.get("requestedAt") if resuming else cond.timestamp()}}
+
+        conditions = [integration_condition] if usable else [
+            ready("False", integration_condition.reason, integration_condition.message), integration_condition]
+        latest = await self.write(obj, marker, conditions)
+        existing = (latest.get("status") or {}).get("paymentLink")
+        if existing:
+            return dict(existing)
         if entry is None or integration_spec is None:
-            await self.write(obj, {"phase": "Finalized", "amountDue": due}, [
-                ready("False", integration_condition.reason, integration_condition.message), integration_condition])
             return None
-        # Recorded before the request: a run that finds it (the previous one died, or its status write failed,
-        # after Stripe created the link) looks for the link before creating one, which still holds when the
-        # Idempotency-Key has expired (Stripe keeps keys for 24 hours).
-        request = ((fresh or obj.body).get("status") or {}).get("linkRequest") or {}
-        resuming = request.get("attempt") == 1
-        marker = {"attempt": 1, "reason": "Finalized",
-                  "requestedAt": request.get("requestedAt") if resuming else cond.timestamp()}
-        await self.write(obj, {"phase": "Finalized", "amountDue": due, "linkRequest": marker}, [integration_condition])
         created = await self.obtain_link(obj, entry, spec, integration_spec, 1, (), resuming, result)
         if created is None:
             return None
@@ -101,7 +119,7 @@ class LinkCreation(StatusWriter):
             key = payment_link_idempotency_key(obj.uid, attempt)
             try:
                 return (await entry.call(lambda c: c.v1.payment_links.create_async(
-                    params=params, options={"idempotency_key": key}))).to_dict()
+                    params=params, options={"idempotency_key": key}), priority=Priority.LINKS)).to_dict()
             except stripe.IdempotencyError:
                 found = await self.find_link(entry, obj.uid, exclude=known)
                 if found is not None:
@@ -133,7 +151,8 @@ class LinkCreation(StatusWriter):
         params: dict[str, Any] = {"limit": 100}
         seen = 0
         while seen < scan:
-            page = await entry.call(lambda c: c.v1.payment_links.list_async(params=dict(params)))
+            page = await entry.call(lambda c: c.v1.payment_links.list_async(params=dict(params)),
+                                    priority=Priority.LINKS)
             for link in page.data:
                 data = link.to_dict()
                 if (data.get("metadata") or {}).get("invoice_uid") == uid and data.get("id") not in exclude:

@@ -20,10 +20,14 @@ class Notification(StatusWriter):
         seen = ((obj.latest or obj.body).get("status") or {}).get("notification") or {}
         if seen.get("linkId") == link["id"] and seen.get("sentAt"):
             return  # a record of the send is never removed: even an old body that shows it is right
-        # A fresh read: it decides whether to send, and makes the write that records the send conflict-free, so
-        # the window between the SMTP server's acceptance and that record (a crash there resends) stays minimal.
-        latest = await self.kube.get_object("invoices", obj.namespace, obj.name) or obj.body
-        obj.latest = latest
+        # A fresh version decides whether to send, and makes the write that records the send conflict-free, so
+        # the window between the SMTP server's acceptance and that record (a crash there resends) stays minimal:
+        # the answer of this reconcile's own write when there was one (the link just recorded), else a read.
+        if obj.fresh and obj.latest is not None:
+            latest = obj.latest
+        else:
+            latest = await self.kube.get_object("invoices", obj.namespace, obj.name) or obj.body
+            obj.latest, obj.fresh = latest, True
         notification = (latest.get("status") or {}).get("notification") or {}
         if notification.get("linkId") == link["id"] and notification.get("sentAt"):
             return
@@ -53,4 +57,13 @@ class Notification(StatusWriter):
         await self.write(obj, {"notification": {
             "linkId": link["id"], "sentAt": cond.timestamp(), "messageId": message["Message-ID"], "attempts": attempts,
         }}, [cond.Condition("CustomerNotified", "True", "EmailSent", sent)])
-        result.events.append(Event("Normal", "CustomerNotified", sent))
+        result.events[:] = with_notified(result.events, link["id"], sent)
+
+
+def with_notified(events: list[Event], link_id: str, sent: str) -> list[Event]:
+    """The events with the email's: one Event for a link created and emailed in the same run (the
+    ``PaymentLinkCreated`` one says both: an Event is a request to the API server), else ``CustomerNotified``."""
+    if events and events[-1].reason == "PaymentLinkCreated" \
+            and events[-1].message.startswith(f"Payment link {link_id} "):
+        return [*events[:-1], Event("Normal", "PaymentLinkCreated", f"{events[-1].message} {sent}")]
+    return [*events, Event("Normal", "CustomerNotified", sent)]

@@ -18,8 +18,11 @@ from fluxrate.operator.invoices.links import FAILED_INTENT_STATUSES, link_histor
 from fluxrate.operator.invoices.notification import Notification
 from fluxrate.operator.invoices.status import InvoiceObject, ready
 from fluxrate.operator.payment_links import unusable_because
+from fluxrate.operator.stripe_budget import Priority
 from fluxrate.operator.stripe_clients import IntegrationClient
 from fluxrate.stripe_errors import is_not_found, is_retryable
+
+ASKED = {False: Priority.LINKS, True: Priority.BACKGROUND}  # reconciliation asking Stripe is background work
 
 
 class LinkRenewal(LinkCreation, Notification, Deactivation):
@@ -56,7 +59,8 @@ class LinkRenewal(LinkCreation, Notification, Deactivation):
         reason = request.get("reason") or "PaymentFailed"
         if not resuming:
             try:
-                verdict = await self.link_verdict(entry, current["id"])
+                # after a payment failure a customer waits for the new link: LINKS
+                verdict = await self.link_verdict(entry, current["id"], ASKED[ask_stripe and not unchecked])
             except stripe.StripeError as exc:
                 if is_retryable(exc):
                     result.retry_after = self.config.retry_delay
@@ -110,7 +114,8 @@ class LinkRenewal(LinkCreation, Notification, Deactivation):
         result.events.append(Event("Normal", "PaymentLinkRenewed",
                               f"Payment link {current['id']} can no longer take a payment ({why}); "
                               f"replaced by {new['id']} (attempt {attempt})."))
-        renewed = InvoiceObject(obj.namespace, obj.name, obj.uid, obj.generation, obj.latest or obj.body, obj.latest)
+        renewed = InvoiceObject(obj.namespace, obj.name, obj.uid, obj.generation, obj.latest or obj.body, obj.latest,
+                                obj.fresh)
         deactivated = await self.deactivate_if_needed(renewed, spec, "it was replaced", replaced_only=True)
         result.events += deactivated.events
         await self.notify(renewed, spec, new, result)
@@ -126,12 +131,13 @@ class LinkRenewal(LinkCreation, Notification, Deactivation):
         result.events.append(Event("Warning", "TooManyLinks", message))
         return result
 
-    async def link_verdict(self, entry: IntegrationClient, link_id: str) -> tuple[str, str] | None:
+    async def link_verdict(self, entry: IntegrationClient, link_id: str,
+                           priority: Priority = Priority.LINKS) -> tuple[str, str] | None:
         """Stripe's answer: (reason, why) when the link can no longer take a payment and no payment through it is
         paid or under way; None otherwise. A bank debit's completed session counts against the link's limit
         while its payment settles, so a used-up link is renewed only once Stripe reports that payment failed."""
         try:
-            link = (await entry.call(lambda c: c.v1.payment_links.retrieve_async(link_id))).to_dict()
+            link = (await entry.call(lambda c: c.v1.payment_links.retrieve_async(link_id), priority=priority)).to_dict()
         except stripe.StripeError as exc:
             if not is_not_found(exc):
                 raise
@@ -140,7 +146,7 @@ class LinkRenewal(LinkCreation, Notification, Deactivation):
         if why is None:
             return None
         sessions = await entry.call(lambda c: c.v1.checkout.sessions.list_async(
-            params={"payment_link": link_id, "status": "complete", "limit": 10}))
+            params={"payment_link": link_id, "status": "complete", "limit": 10}), priority=priority)
         failed = 0
         for session in sessions.data:
             data = session.to_dict()
@@ -150,7 +156,8 @@ class LinkRenewal(LinkCreation, Notification, Deactivation):
             intent_id = intent_id.get("id") if isinstance(intent_id, Mapping) else intent_id
             if not intent_id:
                 return None
-            intent = (await entry.call(lambda c, i=intent_id: c.v1.payment_intents.retrieve_async(i))).to_dict()
+            intent = (await entry.call(lambda c, i=intent_id: c.v1.payment_intents.retrieve_async(i),
+                                       priority=priority)).to_dict()
             if intent.get("status") not in FAILED_INTENT_STATUSES:
                 return None  # the bank debit is still settling
             failed += 1

@@ -14,7 +14,8 @@ from fluxrate.kube import Kube
 from fluxrate.operator.settings import OperatorSettings
 from fluxrate.operator.stripe_clients import StripeClients
 
-Values = Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any]]
+# The status fields to set, or a function computing them from the latest status (None: write nothing).
+Values = Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any] | None]
 
 
 @dataclass
@@ -27,6 +28,9 @@ class InvoiceObject:
     # The newest version this reconcile has seen or written: the next write starts from it instead of a read
     # (a stale one only costs a 409 and a re-read inside update_status).
     latest: Mapping[str, Any] | None = None
+    # ``latest`` came from the API server during this reconcile (a write's answer, or the read after a
+    # conflict), not from kopf's body: nothing this reconcile did is missing from it, so it needs no re-read.
+    fresh: bool = False
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> InvoiceObject:
@@ -66,9 +70,12 @@ class StatusWriter:
 
     async def write(self, obj: InvoiceObject, new_values: Values, conditions: list[cond.Condition],
                     remove: tuple[str, ...] = ()) -> dict[str, Any]:
-        """``new_values``: the status fields to set, or a function computing them from the latest status."""
+        """``new_values``: the status fields to set, or a function computing them from the latest status (which
+        may veto the write by returning None)."""
         def mutate(latest: dict[str, Any]) -> dict[str, Any] | None:
             values = new_values(latest.get("status") or {}) if callable(new_values) else new_values
+            if values is None:
+                return None
             phase = values.get("phase")
             if is_paid((latest.get("status") or {}).get("phase")) and phase is not None and not is_paid(phase):
                 return None  # someone recorded the payment meanwhile: never go back
@@ -77,9 +84,13 @@ class StatusWriter:
                 merged["conditions"] = with_conditions(latest, conditions, remove)
             return changed_values(latest, merged)
 
+        return await self._update(obj, mutate)
+
+    async def _update(self, obj: InvoiceObject, mutate: Callable[[dict[str, Any]], dict[str, Any] | None]
+                      ) -> dict[str, Any]:
         initial = dict(obj.latest) if obj.latest is not None else None
-        written, _ = await update_status(self.kube, obj.namespace, obj.name, mutate, initial=initial)
-        obj.latest = written
+        written, wrote = await update_status(self.kube, obj.namespace, obj.name, mutate, initial=initial)
+        obj.latest, obj.fresh = written, obj.fresh or wrote or written is not initial
         return written
 
     async def write_if_current(self, obj: InvoiceObject, link_id: str, new_values: Values,
@@ -94,12 +105,11 @@ class StatusWriter:
             if status.get("phase") != "Open" or (status.get("paymentLink") or {}).get("id") != link_id:
                 refused.append(True)
                 return None
-            merged: dict[str, Any] = dict(new_values(status) if callable(new_values) else new_values)
+            values = new_values(status) if callable(new_values) else new_values
+            merged: dict[str, Any] = dict(values or {})
             if conditions:
                 merged["conditions"] = with_conditions(latest, conditions)
             return changed_values(latest, merged)
 
-        initial = dict(obj.latest) if obj.latest is not None else None
-        written, _ = await update_status(self.kube, obj.namespace, obj.name, mutate, initial=initial)
-        obj.latest = written
+        await self._update(obj, mutate)
         return not refused
