@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import kopf
 
 from fluxrate import redact
+from fluxrate.operator import sharding
 from fluxrate.operator.handlers import register
 from fluxrate.operator.settings import OperatorSettings
 
@@ -36,6 +37,8 @@ async def operate(
     stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
 ) -> None:
+    # a shard sees only its namespaces' integrations, invoices and Secrets (set here: kopf's tasks inherit it)
+    sharding.install(sharding.Shard(config.shard_index, config.shard_count))
     await kopf.operator(
         registry=build_registry(config),
         standalone=not config.peering,

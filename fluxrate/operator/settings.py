@@ -6,6 +6,8 @@ import argparse
 import os
 from dataclasses import dataclass, field
 
+from fluxrate.operator.sharding import Shard
+
 
 @dataclass(frozen=True)
 class SmtpSettings:
@@ -42,6 +44,10 @@ class OperatorSettings:
     peering: str | None = None
     priority: int = 0
     log_level: str = "INFO"
+    # Sharding (chart: operator.shards): this process serves the namespaces whose stable hash mod shard_count is
+    # shard_index (fluxrate.operator.sharding); 1 shard: every namespace, as without sharding.
+    shard_index: int = 0
+    shard_count: int = 1
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -97,11 +103,21 @@ def add_operator_arguments(parser: argparse.ArgumentParser) -> None:
                         help="kopf peering name for HA (several replicas, one active); default: standalone")
     parser.add_argument("--priority", type=int, default=int(_env("FLUXRATE_PRIORITY", "0") or 0),
                         help="kopf peering priority of this replica")
+    parser.add_argument("--shard-index", type=int, default=int(_env("FLUXRATE_SHARD_INDEX", "0") or 0),
+                        help="this operator's shard, 0 <= index < --shard-count (env FLUXRATE_SHARD_INDEX)")
+    parser.add_argument("--shard-count", type=int, default=int(_env("FLUXRATE_SHARD_COUNT", "1") or 1),
+                        help="number of operator shards; each serves the namespaces whose blake2b hash mod the "
+                        "count is its index (env FLUXRATE_SHARD_COUNT); default 1: every namespace")
     parser.add_argument("--log-level", default=_env("FLUXRATE_LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
 def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
+    try:
+        Shard(args.shard_index, args.shard_count)
+    except ValueError as exc:
+        raise SystemExit(f"fluxrate operator: {exc} (--shard-index/FLUXRATE_SHARD_INDEX, "
+                         "--shard-count/FLUXRATE_SHARD_COUNT: the chart's operator.shards sets both)") from None
     if not args.public_base_url:
         raise SystemExit(
             "fluxrate operator: set --public-base-url (or FLUXRATE_PUBLIC_BASE_URL) to the public HTTPS URL "
@@ -130,4 +146,6 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         peering=args.peering,
         priority=args.priority,
         log_level=args.log_level,
+        shard_index=args.shard_index,
+        shard_count=args.shard_count,
     )

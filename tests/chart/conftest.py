@@ -90,6 +90,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
     "ha": {"operator": {"ha": {"enabled": True, "priorities": [300, 200, 100]}}},
     "ha-namespaced": {"operator": {"ha": {"enabled": True}}, "watchNamespaces": ["team-a"]},
+    "sharded": {"operator": {"shards": 3}},
+    "sharded-ha-namespaced": {"operator": {"shards": 2, "ha": {"enabled": True}}, "watchNamespaces": ["team-a"]},
     "smtp": {"smtp": {"host": "smtp.example.com", "port": 465, "security": "tls", "username": "billing",
                       "from": "Billing <billing@example.com>",
                       "passwordSecret": {"name": "smtp-credentials", "key": "password"}}},

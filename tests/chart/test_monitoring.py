@@ -244,7 +244,8 @@ def test_notes_mention_the_metrics_the_rule_and_the_dashboard_when_enabled() -> 
 
 def test_the_documented_monitoring_upgrade_renders_the_rule_the_dashboard_and_both_monitors() -> None:
     text = (CHART.parents[1] / "docs" / "install.md").read_text().replace("\\\n", " ")
-    (line,) = [line for line in text.splitlines() if line.startswith("helm upgrade fluxrate charts/fluxrate ")]
+    (line,) = [line for line in text.splitlines()
+               if line.startswith("helm upgrade fluxrate charts/fluxrate ") and "prometheusRule" in line]
     sets = [arg for arg in line.split() if "=" in arg and not arg.startswith("--")]
     args = [a for s in sets for a in ("--set", s)]
     done = run_helm("template", "fluxrate", str(CHART), "--namespace", "billing",

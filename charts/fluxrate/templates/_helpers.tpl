@@ -66,6 +66,21 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (include "fluxrate.fullname" .) .Values.operator.ha.peeringName -}}
 {{- end -}}
 
+{{/* The kopf peering object names, quoted and comma-separated: the release's, or one per shard (<name>-shard-<i>). */}}
+{{- define "fluxrate.peeringNames" -}}
+{{- $name := include "fluxrate.peeringName" . -}}
+{{- $shards := int .Values.operator.shards -}}
+{{- if eq $shards 1 -}}
+{{- $name | quote -}}
+{{- else -}}
+{{- $names := list -}}
+{{- range $s := until $shards -}}
+{{- $names = append $names (printf "%s-shard-%d" $name $s | quote) -}}
+{{- end -}}
+{{- join ", " $names -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Watched namespaces as a list; empty means cluster-wide. */}}
 {{- define "fluxrate.clusterWide" -}}
 {{- if not .Values.watchNamespaces -}}true{{- end -}}
