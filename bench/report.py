@@ -66,6 +66,13 @@ TARGETS = {  # issue 10: (what, comparison, bound)
     "real:links_of_bound": ("real server: 1000 invoices: bound (N / 25 s) / time until all Open", ">=", 0.9),
     "real:links_429": ("real server: answers of 429 from Stripe during it", "==", 0),
     "real:webhook_to_paid_p99_ms": ("real server: webhook -> Paid p99 at 50% of (c), ms", "<", 100.0),
+    # issue 18, links first (bench.links_first) and Kubernetes requests per invoice on its way to Open
+    "links_beside_open": ("1000 invoices: time until all Open alone / beside 20,000 open invoices", ">=", 0.9),
+    "kube_requests_per_invoice": ("Kubernetes requests per invoice, created -> Open and emailed", "<=", 6),
+    "real:kube_requests_per_invoice": ("real server: Kubernetes requests per invoice, the same", "<=", 6),
+    # issue 18, recovery through the Events API (bench.recovery)
+    "recovery_requests_per_pass": ("20,000 open invoices: Stripe requests per reconciliation pass", "<=", 5),
+    "recovery_many_over_few": ("Stripe requests per pass, 20,000 open invoices / 20", "<=", 1.5),
 }
 
 
@@ -78,6 +85,12 @@ def _measured(data: dict[str, Any]) -> dict[str, Any]:
         out["webhook_to_paid_p99_ms"] = ceiling["latency"]["webhook_to_paid"]["p99_ms"]
     if "links" in suites:
         out["links_of_bound"], out["links_429"] = suites["links"]["of_bound"], suites["links"]["stripe_429"]
+        out["kube_requests_per_invoice"] = suites["links"]["kube_requests_per_invoice"]
+        if suites["links"].get("with_open"):
+            out["links_beside_open"] = suites["links"]["with_open"]["alone_over_loaded"]
+    if "recovery" in suites:  # issue 18, Build 1 (bench.recovery)
+        out["recovery_requests_per_pass"] = suites["recovery"]["many"]["per_pass"]
+        out["recovery_many_over_few"] = suites["recovery"]["many_over_few"]
     if "memory" in suites:
         mixed = suites["memory"]["operator"].get("mixed") or {}
         out["operator_rss_mib_10k"] = mixed.get("rss_mib") if mixed.get("idle") else None
@@ -87,6 +100,7 @@ def _measured(data: dict[str, Any]) -> dict[str, Any]:
         out["real:webhook_to_paid_p99_ms"] = real["ceiling"]["latency"]["webhook_to_paid"]["p99_ms"]
     if "links" in real:
         out["real:links_of_bound"], out["real:links_429"] = real["links"]["of_bound"], real["links"]["stripe_429"]
+        out["real:kube_requests_per_invoice"] = real["links"]["kube_requests_per_invoice"]
     return out
 
 
@@ -95,7 +109,8 @@ def targets(data: dict[str, Any]) -> dict[str, Any]:
     result = {}
     for key, value in _measured(data).items():
         what, op, bound = TARGETS[key]
-        met = None if value is None else {">=": value >= bound, "<": value < bound, "==": value == bound}[op]
+        met = None if value is None else {">=": value >= bound, "<": value < bound, "<=": value <= bound,
+                                        "==": value == bound}[op]
         result[key] = {"what": what, "target": f"{op} {bound}", "measured": value, "met": met}
     return result
 
@@ -123,8 +138,14 @@ def render(data: dict[str, Any]) -> str:
                      f"{answer['p99_ms']} ms; unexpected outcomes {lat['unexpected']})")
     if "links" in suites:
         parts.append(_links("3. Payment links", suites["links"]))
+        if suites["links"].get("with_open"):
+            parts.append(_links_beside_open(suites["links"]["with_open"]))
     if "memory" in suites:
         parts.append(_memory(suites["memory"]))
+    if "shards" in suites:  # issue 18, Build 5 (bench.shards)
+        parts.append(_shards(suites["shards"]))
+    if "recovery" in suites:  # issue 18, Build 1 (bench.recovery)
+        parts.append(_recovery(suites["recovery"]))
     if data.get("real_kube"):
         parts.append(_real(data["real_kube"], suites))
     if data.get("profiles"):
@@ -147,8 +168,19 @@ def _links(title: str, r: dict[str, Any]) -> str:
             f"written in {r['write_s']} s); 429s {r['stripe_429']}; finalize -> Open p50 "
             f"{round(per['p50_ms'] / 1000, 2)} s, p99 {round(per['p99_ms'] / 1000, 2)} s; links: "
             f"{r['invoices_with_one_link']} invoices with one, {r['invoices_with_more_links']} with more; "
-            f"Stripe requests {r['stripe_requests_by_kind']}; Kubernetes requests {r['kube_requests']}; "
+            f"Stripe requests {r['stripe_requests_by_kind']}; Kubernetes requests {r['kube_requests']} "
+            f"({r['kube_requests_per_invoice']} per invoice, counted once every email was recorded); "
             f"operator CPU {r['operator_cpu_s']} s, RSS {r['operator_rss_mib']}")
+
+
+def _links_beside_open(w: dict[str, Any]) -> str:
+    r, pre = w["loaded"], w["loaded"]["before_burst"] or {}
+    return (_links(f"3b. The same burst beside {pre.get('open_invoices')} open invoices (reconcileInterval "
+                   f"{w['sizes']['reconcile_interval_s']} s)", r) +
+            f"\nbefore the burst: clones written in {pre.get('clone_s')} s, reconciliation asking "
+            f"{pre.get('background_per_s_before_burst')} Stripe requests/s, operator settled {pre.get('settled')}; "
+            f"during it: {r['background_requests_during_burst']} background Stripe requests; all Open after "
+            f"{r['all_open_s']} s against {w['alone_all_open_s']} s alone: {w['alone_over_loaded']}")
 
 
 def _real(real: dict[str, Any], emulator: dict[str, Any]) -> str:
@@ -179,7 +211,8 @@ def _real(real: dict[str, Any], emulator: dict[str, Any]) -> str:
         parts.append(_links("5.2 Payment links on the real server", links))
         emu = emulator.get("links")
         if emu:
-            for key in ("all_open_s", "of_bound", "stripe_429", "kube_requests", "operator_cpu_s"):
+            for key in ("all_open_s", "of_bound", "stripe_429", "kube_requests", "kube_requests_per_invoice",
+                        "operator_cpu_s"):
                 compare.append([f"links {key}", emu[key], links[key]])
     if compare:
         parts.append(table("5.3 Emulator and real kube-apiserver, this run", ["figure", "emulator", "real"],
@@ -208,3 +241,27 @@ def _memory(memory: dict[str, Any]) -> str:
                  f"{d['heap_mib_after_3x']} MiB after 3x its capacity of adds; pending recent deliveries "
                  f"{p['entries_after_100x']} / {p['heap_kib_after_100x']} KiB after 100x")
     return "\n".join(parts)
+
+
+def _shards(r: dict[str, Any]) -> str:
+    """Sharding: link throughput of 3 shards on 3 integrations against 1 operator (bench.shards)."""
+    rows = [[run["shards"], run["invoices"], run["all_open_s"], run["links_per_s"], run["bound_links_per_s"],
+             round(run["finalize_to_open"]["p99_ms"] / 1000, 2), f"{run['invoices_with_one_link']}/"
+             f"{run['invoices_with_more_links']}", run["stripe_429"], run["operator_cpu_s"],
+             run["operator_peak_rss_mib"]] for run in (r["one"], r["three"])]
+    return table(f"4b. Sharding: {r['one']['integrations']} integrations (one per shard of 3), invoices finalized "
+                 f"at once; links/s of 3 shards / 1 operator: {r['throughput_3_over_1']}; operator CPU per invoice "
+                 f"to Open: {r['cpu_ms_per_own_invoice']} ms for its own, {r['cpu_ms_per_other_shards_invoice']} ms "
+                 f"for another shard's (decoded and dropped)",
+                 ["shards", "invoices", "all Open s", "links/s", "Stripe bound/s", "finalize->Open p99 s",
+                  "one/more links", "429s", "operator CPU s", "peak RSS MiB"], rows)
+
+
+def _recovery(r: dict[str, Any]) -> str:
+    """Stripe requests per reconciliation pass with few and many open invoices (bench.recovery)."""
+    rows = [[run["open_invoices"], run["passes"], run["seconds"], run["stripe_requests"], run["per_pass"],
+             ", ".join(f"{k}: {n}" for k, n in run["by_kind"].items())] for run in (r["few"], r["many"])]
+    return table(f"4c. Missed-webhook recovery: Stripe requests per reconciliation pass (reconcileInterval "
+                 f"{r['sizes']['interval_s']} s; Events API listings, no payments meanwhile); many/few "
+                 f"{r['many_over_few']}; {r['many']['open_invoices']} clones written in {r['many']['clone_s']} s",
+                 ["open invoices", "passes", "seconds", "Stripe requests", "per pass", "by kind"], rows)

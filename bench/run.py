@@ -23,15 +23,18 @@ from typing import Any
 
 from bench.ceiling import QUICK_CEILING, CeilingSizes, bench_ceiling, bench_ceiling_real
 from bench.links import bench_links
+from bench.links_first import QUICK_LINKS_FIRST, LinksFirstSizes, bench_links_first
 from bench.memory import QUICK_MEMORY, MemorySizes, bench_memory
 from bench.profile import Profiles, py_spy
+from bench.recovery import QUICK_RECOVERY, RecoverySizes, bench_recovery
 from bench.report import RESULTS, machine, render, targets, write_json
+from bench.shards import PER_INTEGRATION, QUICK_PER_INTEGRATION, bench_shards
 from fluxrate.kube import Kube
 from fluxrate_sandbox.real_kube import RealKubeUnavailable, realkube_binary, running_real_kube
 from fluxrate_sandbox.stack import Sandbox, running_sandbox
 
-SUITES = ("ceiling", "links", "memory")
-REAL_SUITES = ("ceiling", "links")  # memory is the emulator's only
+SUITES = ("ceiling", "links", "memory", "shards", "recovery")
+REAL_SUITES = ("ceiling", "links")  # memory and shards are the emulator's only
 KUBES = ("emulator", "real", "both")
 
 
@@ -99,9 +102,18 @@ async def run(args: argparse.Namespace, state_dir: Path) -> dict[str, Any]:
                     data["suites"]["ceiling"]["receiver_cost"] = await receiver_cost(2000 if args.quick else 20_000)
                 if "links" in suites:
                     data["suites"]["links"] = await bench_links(sandbox, kube, state_dir, invoices, profiler=profiles)
+                    data["suites"]["links"]["with_open"] = await bench_links_first(
+                        sandbox, kube, state_dir, invoices, data["suites"]["links"],
+                        QUICK_LINKS_FIRST if args.quick else LinksFirstSizes())
                 if "memory" in suites:
                     data["suites"]["memory"] = await bench_memory(sandbox, kube, state_dir,
                                                                   QUICK_MEMORY if args.quick else MemorySizes())
+                if "shards" in suites:
+                    data["suites"]["shards"] = await bench_shards(
+                        sandbox, kube, state_dir, QUICK_PER_INTEGRATION if args.quick else PER_INTEGRATION)
+                if "recovery" in suites:  # issue 18, Build 1
+                    data["suites"]["recovery"] = await bench_recovery(
+                        sandbox, kube, state_dir, QUICK_RECOVERY if args.quick else RecoverySizes())
             finally:
                 await kube.close()
         if "real" in kubes and set(suites) & set(REAL_SUITES):
