@@ -37,6 +37,13 @@ async def operate(
     stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
 ) -> None:
+    if config.peering and config.standby_delay > 0:
+        # Two replicas that start together would both act until each has seen the other's keep-alive; a standby
+        # that joins later sees the active replica at once and pauses (and a primary that just died stays "alive"
+        # in the peering for its whole lifetime, 60 s, so a takeover is not slowed down by this).
+        logging.getLogger(__name__).info("Standby replica: joining the peering %s in %.0f s.", config.peering,
+                                         config.standby_delay)
+        await asyncio.sleep(config.standby_delay)
     # a shard sees only its namespaces' integrations, invoices and Secrets (set here: kopf's tasks inherit it)
     sharding.install(sharding.Shard(config.shard_index, config.shard_count))
     await kopf.operator(

@@ -43,6 +43,10 @@ class OperatorSettings:
     metrics_port: int = 0  # /metrics (BillingMetrics) on 0.0.0.0:<port>; 0: not served. The CLI defaults to 9090.
     peering: str | None = None
     priority: int = 0
+    # HA: a standby replica (not the highest priority) waits this long before joining the peering, so that replicas
+    # started together never both act (kopf 1.45 can leave an object unhandled after two peers race to add its
+    # finalizer; docs/install.md "High availability").
+    standby_delay: float = 0.0
     log_level: str = "INFO"
     # Sharding (chart: operator.shards): this process serves the namespaces whose stable hash mod shard_count is
     # shard_index (fluxrate.operator.sharding); 1 shard: every namespace, as without sharding.
@@ -103,6 +107,10 @@ def add_operator_arguments(parser: argparse.ArgumentParser) -> None:
                         help="kopf peering name for HA (several replicas, one active); default: standalone")
     parser.add_argument("--priority", type=int, default=int(_env("FLUXRATE_PRIORITY", "0") or 0),
                         help="kopf peering priority of this replica")
+    parser.add_argument("--standby-delay", type=float,
+                        default=float(_env("FLUXRATE_STANDBY_DELAY", "0") or 0),
+                        help="seconds a standby replica waits before joining the kopf peering (env "
+                        "FLUXRATE_STANDBY_DELAY; the chart sets it on every replica but the highest priority)")
     parser.add_argument("--shard-index", type=int, default=int(_env("FLUXRATE_SHARD_INDEX", "0") or 0),
                         help="this operator's shard, 0 <= index < --shard-count (env FLUXRATE_SHARD_INDEX)")
     parser.add_argument("--shard-count", type=int, default=int(_env("FLUXRATE_SHARD_COUNT", "1") or 1),
@@ -145,6 +153,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         metrics_port=args.metrics_port,
         peering=args.peering,
         priority=args.priority,
+        standby_delay=args.standby_delay,
         log_level=args.log_level,
         shard_index=args.shard_index,
         shard_count=args.shard_count,

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import inspect
 import os
+import random
 import signal
 import socket
 import sys
@@ -23,10 +24,46 @@ class WaitTimeout(RuntimeError):
     """A condition was not reached in time."""
 
 
+_issued_ports: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
+    """A port nothing listens on, for a server started later, never handed out twice by this process.
+
+    Taken below the kernel's ephemeral range when there is room: a port from ``bind(0)`` is free only until some
+    process's next outgoing connection takes it as its local port, which made a receiver or an operator's probe
+    fail to bind now and then under load ("address already in use")."""
+    low, _ = _ephemeral_range()
+    if low > 12000:
+        for _ in range(200):
+            port = random.randint(10000, low - 1)
+            if port not in _issued_ports and _bindable(port):
+                _issued_ports.add(port)
+                return port
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _issued_ports:
+            _issued_ports.add(port)
+            return port
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 async def wait_for(what: str, probe: Callable[[], Awaitable[T] | T], check: Callable[[T], bool],

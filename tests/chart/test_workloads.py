@@ -63,20 +63,33 @@ def test_ha_runs_one_deployment_per_distinct_priority_in_one_peering() -> None:
     docs = render(VALUE_SETS["ha"])
     operators = [d for d in by_kind(docs, "Deployment") if "operator" in d["metadata"]["name"]]
     assert len(operators) == 3
-    priorities = []
+    priorities, delays = [], {}
     for deployment in operators:
         assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
         pod = deployment["spec"]["template"]["spec"]
         env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
         priorities.append(int(env["FLUXRATE_PRIORITY"]))
+        delays[int(env["FLUXRATE_PRIORITY"])] = env.get("FLUXRATE_STANDBY_DELAY")
         assert [c["name"] for c in pod["initContainers"]] == ["ensure-peering"]
     assert sorted(priorities) == [100, 200, 300]
+    # only the standbys wait before joining the peering: replicas started together never both act
+    assert delays == {300: None, 200: "10", 100: "10"}
     # selectors must not overlap, or the Deployments would fight over pods
     selectors = [json.dumps(d["spec"]["selector"], sort_keys=True) for d in operators]
     assert len(set(selectors)) == 3
     assert one(docs, "ConfigMap", "fr-fluxrate-operator")["data"]["FLUXRATE_PEERING"] == "fr-fluxrate"
     crds = {d["metadata"]["name"] for d in by_kind(docs, "CustomResourceDefinition")}
     assert {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} <= crds
+
+
+def test_the_standby_delay_follows_the_highest_priority_wherever_it_is_listed() -> None:
+    docs = render({"operator": {"ha": {"enabled": True, "priorities": [100, 300, 200], "standbyDelaySeconds": 5}}})
+    delays = {}
+    for deployment in by_kind(docs, "Deployment"):
+        if "operator" in deployment["metadata"]["name"]:
+            env = {e["name"]: e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+            delays[env["FLUXRATE_PRIORITY"]] = env.get("FLUXRATE_STANDBY_DELAY")
+    assert delays == {"300": None, "200": "5", "100": "5"}
 
 
 def test_ha_with_equal_priorities_is_refused() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import socket
 from typing import Any
 
 import aiohttp
@@ -13,17 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fluxrate.operator.main import running_operator
 from fluxrate.operator.settings import OperatorSettings, add_operator_arguments, settings_from_args
+from fluxrate_sandbox.processes import free_port
 from fluxrate_sandbox.stripe_standin import StripeStandin
 
 from ..conftest import eventually
 from .conftest import Cluster
 from .test_invoices import INV, SI, connect, invoice_body, wait_phase
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -200,3 +200,31 @@ async def test_ha_peering_is_listed_and_watched_by_name(
         requests = await watch_requests(kube, re.compile(r"^/apis/kopf\.dev/v1/clusterkopfpeerings$"))
     for request in requests:  # so that RBAC can grant list and watch with resourceNames
         assert request.get("fieldSelector") == ["metadata.name=fluxrate-ha"], request
+
+
+async def test_a_standby_joins_the_peering_only_after_its_delay(
+    kube: KubeSandbox, operator_settings: OperatorSettings,
+) -> None:
+    """Replicas started together must not both act: a standby announces itself (and starts working) late."""
+    kube.apply_kopf_peering("fluxrate-ha")
+
+    def peers() -> dict[str, object]:
+        return kube.get_object("kopf.dev/v1", "clusterkopfpeerings", None, "fluxrate-ha").get("status") or {}
+
+    settings = dataclasses.replace(operator_settings, peering="fluxrate-ha", priority=100, standby_delay=3.0)
+    inside, leave = asyncio.Event(), asyncio.Event()
+
+    async def run() -> None:
+        async with running_operator(settings):
+            inside.set()
+            await leave.wait()
+
+    task = asyncio.create_task(run())
+    try:
+        await asyncio.sleep(1.0)
+        assert not inside.is_set() and peers() == {}, "the standby announced itself before its delay"
+        await asyncio.wait_for(inside.wait(), 30)
+        await eventually(peers, lambda found: len(found) == 1, timeout=30)
+    finally:
+        leave.set()
+        await task

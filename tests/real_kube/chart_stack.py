@@ -20,7 +20,7 @@ from typing import Any
 
 from fluxrate import API_GROUP, API_VERSION
 from fluxrate import conditions as cond
-from fluxrate_sandbox.processes import FluxrateProcess, free_port, wait_for, wait_http_ok
+from fluxrate_sandbox.processes import FluxrateProcess, WaitTimeout, free_port, wait_for, wait_http_ok
 from fluxrate_sandbox.real_kube import KubeRequestError, RealKube
 from fluxrate_sandbox.smtp_sink import SmtpSink
 from fluxrate_sandbox.stripe_standin import StripeStandin
@@ -123,8 +123,24 @@ class Stack:
 
     async def wait(self, what: str, plural: str, namespace: str, name: str, check: Any,
                    timeout: float = 60.0) -> Obj:
-        return await wait_for(what, lambda: self.get(plural, namespace, name), lambda o: o is not None and check(o),
-                              timeout=timeout, interval=0.2)
+        try:
+            return await wait_for(what, lambda: self.get(plural, namespace, name),
+                                  lambda o: o is not None and check(o), timeout=timeout, interval=0.2)
+        except WaitTimeout as exc:
+            raise WaitTimeout(f"{self.diagnosis()}\n{exc}") from None
+
+    def diagnosis(self) -> str:
+        """Each process's state when a wait failed: the dead with their last lines, the operators' last peering
+        decision (a standby that never resumed, or an active one paused, is what a stuck object looks like)."""
+        lines = []
+        for proc in [*self.operators, self.receiver]:
+            text = proc.log_file.read_text(errors="replace") if proc.log_file.exists() else ""
+            peering = [line[:160] for line in text.splitlines()
+                       if "kopf._core.engines.peering" in line and "Keep-alive" not in line]
+            lines.append(f"{proc.log_file.name}: {'running' if proc.running else 'EXITED'}; {peering[-1:]}")
+            if not proc.running:
+                lines.extend(line[:200] for line in text.splitlines()[-8:])
+        return "\n".join(lines)
 
     async def wait_condition(self, plural: str, namespace: str, name: str, type_: str, *, status: str | None = None,
                              reason: str | None = None, timeout: float = 60.0) -> Obj:
