@@ -26,9 +26,11 @@ import contextlib
 import contextvars
 import functools
 import hashlib
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from fluxrate import API_GROUP
@@ -84,12 +86,34 @@ def install(shard: Shard) -> None:
     Call it in the task that then starts ``kopf.operator``: kopf's tasks inherit the context."""
     if not shard.sharded:
         return
-    from kopf._cogs.clients import watching  # kopf's internals: imported only when sharded
-
+    watching = _hook_point()
     if not getattr(watching.infinite_watch, "fluxrate_sharded", False):
         watching.infinite_watch = _filtered(watching.infinite_watch)
     _current.set(shard)
     logger.info("Serving %s: only namespaces whose blake2b hash mod %d is %d.", shard, shard.count, shard.index)
+
+
+class ShardingUnsupported(RuntimeError):
+    """The installed kopf no longer streams watch events the way the shard filter expects."""
+
+
+def _hook_point() -> ModuleType:
+    """kopf's watching module, once it is checked that kopf still reads its events through it.
+
+    A filter that silently stopped filtering would let every shard act on every namespace, so a kopf whose
+    internals moved refuses to start sharded instead."""
+    import kopf
+    from kopf._cogs.clients import watching  # kopf's internals: imported only when sharded
+    from kopf._core.reactor import queueing
+
+    stream = getattr(watching, "infinite_watch", None)
+    parameters = inspect.signature(stream).parameters if callable(stream) else {}
+    if "resource" not in parameters or getattr(queueing, "watching", None) is not watching:
+        raise ShardingUnsupported(
+            f"operator.shards > 1 needs kopf's watch-stream hook (kopf._cogs.clients.watching.infinite_watch, "
+            f"read by kopf._core.reactor.queueing), which kopf {kopf.__version__} does not have: install the kopf "
+            f"version fluxrate pins (pyproject.toml) or run one shard")
+    return watching
 
 
 def _namespace(raw_event: Any) -> str | None:

@@ -86,3 +86,14 @@ def test_one_shard_installs_nothing() -> None:
     contextvars.copy_context().run(sharding.install, Shard(0, 1))
     assert watching.infinite_watch is before
     assert sharding.current() is None
+
+
+def test_a_kopf_without_the_hook_refuses_to_start_sharded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filter that silently stopped filtering would let every shard act on every namespace."""
+    async def moved(*, settings: Any, namespace: Any) -> AsyncIterator[Any]:  # no ``resource``: kopf changed
+        yield None
+
+    monkeypatch.setattr(watching, "infinite_watch", moved)
+    with pytest.raises(sharding.ShardingUnsupported, match="install the kopf version fluxrate pins"):
+        contextvars.copy_context().run(sharding.install, Shard(0, 2))
+    assert watching.infinite_watch is moved
